@@ -1,0 +1,216 @@
+//! RabbitMQ topology and the two operations both binaries need: connecting
+//! with patience, and publishing with a broker confirm.
+//!
+//! Topology (names carry the configured prefix, `sluice` by default):
+//! - `<p>.jobs`: durable quorum queue of [`sluice_proto::JobEnvelope`]s,
+//!   dead-lettering to `<p>.dlx`, with a delivery limit as the backstop
+//!   against a job that crashes every runner that takes it.
+//! - `<p>.dlx` (fanout) and `<p>.jobs.dead`: where poison and exhausted
+//!   jobs end up.
+//! - `<p>.events`: durable topic exchange; routing key = user id; body = the
+//!   encoded `event` frame. Each gateway binds its own queue to it.
+
+use std::time::Duration;
+
+use lapin::options::{
+    BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+/// Redeliveries after which the broker dead-letters a job on its own.
+pub const DELIVERY_LIMIT: i32 = 20;
+
+/// Exchange and queue names derived from the configured prefix.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub jobs_queue: String,
+    pub events_exchange: String,
+    pub dead_exchange: String,
+    pub dead_queue: String,
+}
+
+impl Topology {
+    /// Names for `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            jobs_queue: format!("{prefix}.jobs"),
+            events_exchange: format!("{prefix}.events"),
+            dead_exchange: format!("{prefix}.dlx"),
+            dead_queue: format!("{prefix}.jobs.dead"),
+        }
+    }
+
+    /// Declares the jobs queue and its dead-letter pair. Idempotent.
+    pub async fn declare_jobs(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        channel
+            .exchange_declare(
+                self.dead_exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(
+                self.dead_queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                quorum_args(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                self.dead_queue.as_str().into(),
+                self.dead_exchange.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut args = quorum_args();
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(self.dead_exchange.as_str().into()),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(DELIVERY_LIMIT),
+        );
+        channel
+            .queue_declare(
+                self.jobs_queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                args,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Declares the events exchange. Idempotent.
+    pub async fn declare_events(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        channel
+            .exchange_declare(
+                self.events_exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+    }
+}
+
+fn quorum_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args
+}
+
+/// Connects, retrying every 500 ms for up to `patience` (the broker may
+/// still be starting). Channels recover on their own after a broker restart.
+pub async fn connect(
+    url: &str,
+    name: &str,
+    patience: Duration,
+) -> Result<Connection, lapin::Error> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let props = ConnectionProperties::default()
+            .with_connection_name(name.into())
+            .enable_auto_recover();
+        match Connection::connect(url, props).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "broker not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Why a publish was not confirmed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("broker error: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("broker refused the message (nack)")]
+    Nacked,
+    #[error("message was unroutable (no queue bound)")]
+    Unroutable,
+    #[error("no confirm from the broker within {0:?}")]
+    Timeout(Duration),
+}
+
+/// How a message should be stored by the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written to disk and routed only if some queue takes it (jobs).
+    Persistent,
+    /// Kept in memory; fine to drop when nobody listens (events, progress).
+    Transient,
+}
+
+/// Publishes `body` and waits for the broker's confirm, within `timeout`.
+/// The channel must be in confirm mode.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    durability: Durability,
+    timeout: Duration,
+) -> Result<(), PublishError> {
+    let persistent = durability == Durability::Persistent;
+    let props = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(if persistent { 2 } else { 1 });
+    let publish = async {
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: persistent,
+                    ..Default::default()
+                },
+                body,
+                props,
+            )
+            .await?
+            .await?;
+        if confirm.is_nack() {
+            return Err(PublishError::Nacked);
+        }
+        if confirm.take_message().is_some() {
+            return Err(PublishError::Unroutable);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, publish)
+        .await
+        .map_err(|_| PublishError::Timeout(timeout))?
+}
+
+/// Opens a channel in confirm mode.
+pub async fn confirm_channel(conn: &Connection) -> Result<Channel, lapin::Error> {
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}

@@ -1,0 +1,338 @@
+//! One typed configuration for both binaries, read once and validated.
+//!
+//! Sources, later ones winning: built-in defaults (which match
+//! `deploy/provision.sh`), the TOML file named by `SLUICE_CONFIG` (or given
+//! on the command line), then environment variables `SLUICE_<SECTION>__<KEY>`,
+//! for example `SLUICE_GATEWAY__LISTEN=0.0.0.0:8080`. Every field is
+//! documented in `deploy/sluice.example.toml` and the README.
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "SLUICE_CONFIG";
+/// Prefix of the per-setting environment overrides.
+pub const ENV_PREFIX: &str = "SLUICE_";
+
+/// The whole configuration; each binary reads the sections it needs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub amqp: AmqpConfig,
+    pub auth: AuthConfig,
+    pub gateway: GatewayConfig,
+    pub runner: RunnerConfig,
+    pub log: LogConfig,
+}
+
+/// PostgreSQL connection and pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// libpq-style URL.
+    pub url: String,
+    /// Most pooled connections this process opens.
+    pub pool_size: usize,
+    /// How long a request waits for a pooled connection before failing.
+    pub pool_wait_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://sluice:sluice@127.0.0.1:55432/sluice".into(),
+            pool_size: 16,
+            pool_wait_ms: 5_000,
+        }
+    }
+}
+
+/// RabbitMQ connection and naming.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// AMQP 0-9-1 URL.
+    pub url: String,
+    /// Prefix of every exchange and queue name, so deployments can share a vhost.
+    pub prefix: String,
+    /// How long a publish waits for the broker's confirm before answering `unavailable`.
+    pub publish_timeout_ms: u64,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: "amqp://sluice:sluice@127.0.0.1:55672/%2f".into(),
+            prefix: "sluice".into(),
+            publish_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Token checking.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret. The default is for development only and logged as such.
+    pub jwt_secret: String,
+    /// When set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+    /// When non-empty, a browser upgrade whose `Origin` is not listed gets 403.
+    pub allowed_origins: Vec<String>,
+}
+
+/// The development secret; `validate` warns when it is in use.
+pub const DEV_JWT_SECRET: &str = "sluice-development-secret-change-me";
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: DEV_JWT_SECRET.into(),
+            audience: None,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// The gateway's listener and per-session limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Time allowed for the first (`hello`) frame.
+    pub hello_timeout_ms: u64,
+    /// Interval of server Pings; two silent intervals close the session.
+    pub heartbeat_ms: u64,
+    /// Largest accepted message; bigger ones close with 1009.
+    pub max_message_bytes: usize,
+    /// Bad frames in a row before closing with 1008.
+    pub max_bad_frames: u32,
+    /// Frames queued for one session before it is closed with 1013 as too slow.
+    pub outbound_queue: usize,
+    /// Submits one session may have awaiting the broker's confirm.
+    pub max_inflight_submits: usize,
+    /// Bytes of the WebSocket read buffer per session (memory per idle session).
+    pub ws_read_buffer_bytes: usize,
+    /// A socket write blocked longer than this closes the session with 1013.
+    pub write_timeout_ms: u64,
+    /// How long shutdown waits for sessions to close.
+    pub drain_grace_ms: u64,
+    /// Name of this instance (its event queue); a random one when unset.
+    pub instance_id: Option<String>,
+    /// Worker threads of the async runtime; 0 means one per core.
+    pub worker_threads: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            hello_timeout_ms: 5_000,
+            heartbeat_ms: 25_000,
+            max_message_bytes: 16 * 1024 * 1024,
+            max_bad_frames: 16,
+            outbound_queue: 256,
+            max_inflight_submits: 64,
+            ws_read_buffer_bytes: 4096,
+            write_timeout_ms: 10_000,
+            drain_grace_ms: 10_000,
+            instance_id: None,
+            worker_threads: 0,
+        }
+    }
+}
+
+/// The runner's concurrency and job handling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunnerConfig {
+    /// Jobs run at once (the AMQP prefetch). Keep at most `database.pool_size - 1`.
+    pub concurrency: u16,
+    /// Tables `batch_upsert` may write (schema `public`).
+    pub tables: Vec<String>,
+    /// Rows per upsert statement inside a batch's one transaction.
+    pub chunk_rows: usize,
+    /// How often the outbox relay looks for committed, unpublished events.
+    pub relay_interval_ms: u64,
+    /// Deliveries of one job before it is failed for good.
+    pub max_attempts: u32,
+    /// Pause before handing a transiently failed job back to the queue.
+    pub retry_delay_ms: u64,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 15,
+            tables: vec!["items".into()],
+            chunk_rows: 5_000,
+            relay_interval_ms: 1_000,
+            max_attempts: 5,
+            retry_delay_ms: 1_000,
+        }
+    }
+}
+
+/// Log format and filter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// tracing filter directive; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A configuration that could not be read or makes no sense.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading configuration: {0}")]
+    Read(#[from] Box<figment::Error>),
+    #[error("invalid setting `{setting}`: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Loads defaults, then the file (argument, else `SLUICE_CONFIG`), then
+    /// the environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let env_file = std::env::var_os(CONFIG_ENV).map(std::path::PathBuf::from);
+        if let Some(path) = file.map(Path::to_path_buf).or(env_file) {
+            if !path.exists() {
+                return Err(ConfigError::Invalid {
+                    setting: CONFIG_ENV,
+                    reason: format!("file {} does not exist", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Only `SLUICE_<SECTION>__<KEY>` variables are settings; the scripts'
+        // own variables (SLUICE_STATE_DIR, ...) are left alone.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks cross-field rules; names the bad setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                setting,
+                reason: reason.into(),
+            }
+        }
+        if self.database.pool_size == 0 {
+            return Err(invalid("database.pool_size", "must be at least 1"));
+        }
+        if self.runner.concurrency == 0 {
+            return Err(invalid("runner.concurrency", "must be at least 1"));
+        }
+        if self.runner.chunk_rows == 0 {
+            return Err(invalid("runner.chunk_rows", "must be at least 1"));
+        }
+        if self.runner.max_attempts == 0 {
+            return Err(invalid("runner.max_attempts", "must be at least 1"));
+        }
+        if self.gateway.heartbeat_ms < 100 {
+            return Err(invalid("gateway.heartbeat_ms", "must be at least 100"));
+        }
+        if self.gateway.outbound_queue == 0 {
+            return Err(invalid("gateway.outbound_queue", "must be at least 1"));
+        }
+        if self.gateway.max_message_bytes < 1024 {
+            return Err(invalid(
+                "gateway.max_message_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.auth.jwt_secret.len() < 16 {
+            return Err(invalid("auth.jwt_secret", "must be at least 16 bytes"));
+        }
+        if self.amqp.prefix.is_empty() || self.amqp.prefix.len() > 100 {
+            return Err(invalid("amqp.prefix", "must be 1 to 100 characters"));
+        }
+        self.gateway
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| invalid("gateway.listen", format!("not a socket address: {e}")))?;
+        Ok(())
+    }
+
+    /// True when the development JWT secret is in use (logged loudly).
+    pub fn uses_dev_secret(&self) -> bool {
+        self.auth.jwt_secret == DEV_JWT_SECRET
+    }
+}
+
+impl DatabaseConfig {
+    /// `pool_wait_ms` as a duration.
+    pub fn pool_wait(&self) -> Duration {
+        Duration::from_millis(self.pool_wait_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_env_override_and_unknown_keys_fail() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "s.toml",
+                "[gateway]\nlisten = \"127.0.0.1:9000\"\nheartbeat_ms = 1000\n",
+            )?;
+            jail.set_env("SLUICE_GATEWAY__HEARTBEAT_MS", "2000");
+            jail.set_env("SLUICE_STATE_DIR", "/tmp/ignored");
+            let c = Config::load(Some(Path::new("s.toml"))).unwrap();
+            assert_eq!(c.gateway.listen, "127.0.0.1:9000");
+            assert_eq!(c.gateway.heartbeat_ms, 2000);
+
+            jail.create_file("bad.toml", "[gateway]\nlisen = \"x\"\n")?;
+            let err = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(err.to_string().contains("lisen"), "{err}");
+
+            jail.set_env("SLUICE_RUNNER__CONCURRENCY", "0");
+            let err = Config::load(None).unwrap_err();
+            assert!(err.to_string().contains("runner.concurrency"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,155 @@
+//! The event log: per-user sequence numbers, stored event frames (for
+//! resume), and the outbox of events committed but not yet published.
+//!
+//! An event is appended inside the same transaction as the data change and
+//! job status it reports. The `user_seq` row lock taken by [`append`] makes a
+//! user's events commit in `seq` order, which is what lets a resuming client
+//! ask for "everything after N" without gaps.
+
+use std::time::Duration;
+
+use sluice_proto::{EventFrame, EventStatus, JobError, ServerFrame};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+/// One stored event, with the exact text clients receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub user: String,
+    pub seq: u64,
+    pub job_id: Uuid,
+    /// The encoded `event` frame.
+    pub frame: String,
+}
+
+/// What an event reports; `seq` is assigned by [`append`].
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub job_id: Uuid,
+    pub status: EventStatus,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<JobError>,
+}
+
+/// Appends an event for `user` inside the caller's transaction and returns
+/// it with its seq. Blocks other appends for this user until commit.
+pub async fn append<C: GenericClient>(
+    tx: &C,
+    user: &str,
+    event: NewEvent,
+) -> Result<StoredEvent, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            "INSERT INTO user_seq (user_id, last_seq) VALUES ($1, 1)
+             ON CONFLICT (user_id) DO UPDATE SET last_seq = user_seq.last_seq + 1
+             RETURNING last_seq",
+            &[&user],
+        )
+        .await?;
+    let seq: i64 = row.get(0);
+    let frame = ServerFrame::Event(EventFrame {
+        seq: seq as u64,
+        job_id: event.job_id,
+        status: event.status,
+        progress: None,
+        result: event.result,
+        error: event.error,
+    })
+    .encode();
+    tx.execute(
+        "INSERT INTO events (user_id, seq, job_id, status, frame) VALUES ($1, $2, $3, $4, $5)",
+        &[&user, &seq, &event.job_id, &event.status.as_str(), &frame],
+    )
+    .await?;
+    Ok(StoredEvent {
+        user: user.to_owned(),
+        seq: seq as u64,
+        job_id: event.job_id,
+        frame,
+    })
+}
+
+/// Records that an event reached the broker, taking it out of the outbox.
+pub async fn mark_published<C: GenericClient>(
+    client: &C,
+    user: &str,
+    seq: u64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE events SET published = true WHERE user_id = $1 AND seq = $2",
+            &[&user, &(seq as i64)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The user's newest stored seq (0 when the user has none).
+pub async fn last_seq<C: GenericClient>(
+    client: &C,
+    user: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    let row = client
+        .query_opt("SELECT last_seq FROM user_seq WHERE user_id = $1", &[&user])
+        .await?;
+    Ok(row.map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
+}
+
+/// The user's oldest retained seq, if any event is retained.
+pub async fn oldest_seq<C: GenericClient>(
+    client: &C,
+    user: &str,
+) -> Result<Option<u64>, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT min(seq) FROM events WHERE user_id = $1", &[&user])
+        .await?;
+    Ok(row.get::<_, Option<i64>>(0).map(|s| s as u64))
+}
+
+/// Stored frames with `after < seq <= upto`, oldest first, at most `limit`.
+pub async fn read_range<C: GenericClient>(
+    client: &C,
+    user: &str,
+    after: u64,
+    upto: u64,
+    limit: i64,
+) -> Result<Vec<(u64, String)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT seq, frame FROM events
+             WHERE user_id = $1 AND seq > $2 AND seq <= $3
+             ORDER BY seq LIMIT $4",
+            &[&user, &(after as i64), &(upto as i64), &limit],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)))
+        .collect())
+}
+
+/// Committed events not yet published and older than `min_age` (younger
+/// ones are most likely being published by the runner that wrote them).
+pub async fn unpublished<C: GenericClient>(
+    client: &C,
+    min_age: Duration,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT user_id, seq, job_id, frame FROM events
+             WHERE NOT published AND created_at < now() - make_interval(secs => $1)
+             ORDER BY created_at, user_id, seq LIMIT $2",
+            &[&min_age.as_secs_f64(), &limit],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| StoredEvent {
+            user: r.get(0),
+            seq: r.get::<_, i64>(1) as u64,
+            job_id: r.get(2),
+            frame: r.get(3),
+        })
+        .collect())
+}

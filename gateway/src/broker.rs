@@ -1,0 +1,134 @@
+//! The gateway's two uses of RabbitMQ: publishing jobs (with a confirm
+//! before `accepted`), and consuming this instance's event queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use sluice_common::amqp::{self, Durability, PublishError, Topology};
+use sluice_proto::EventHead;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::registry::{Delivery, Registry};
+
+/// Publishes job envelopes to the jobs queue.
+pub struct JobPublisher {
+    /// Confirm-mode channel shared by all sessions; confirms are matched
+    /// per message by lapin.
+    channel: Channel,
+    queue: String,
+    timeout: Duration,
+}
+
+impl JobPublisher {
+    /// Opens a confirm channel on `conn` and declares the jobs queue.
+    pub async fn open(
+        conn: &Connection,
+        topology: &Topology,
+        timeout: Duration,
+    ) -> Result<Self, lapin::Error> {
+        let channel = amqp::confirm_channel(conn).await?;
+        topology.declare_jobs(&channel).await?;
+        Ok(Self {
+            channel,
+            queue: topology.jobs_queue.clone(),
+            timeout,
+        })
+    }
+
+    /// Publishes one encoded job; `Ok` means the broker has it durably.
+    pub async fn publish(&self, body: &[u8]) -> Result<(), PublishError> {
+        amqp::publish_confirmed(
+            &self.channel,
+            "",
+            &self.queue,
+            body,
+            Durability::Persistent,
+            self.timeout,
+        )
+        .await
+    }
+}
+
+/// Declares this instance's event queue (exclusive, gone with the
+/// connection), binds it to every user's events, and delivers each event to
+/// the registry until the consumer ends.
+pub async fn consume_events(
+    conn: &Connection,
+    topology: &Topology,
+    instance: &str,
+    registry: Arc<Registry>,
+) -> Result<(), lapin::Error> {
+    let channel = conn.create_channel().await?;
+    topology.declare_events(&channel).await?;
+    let queue = format!("{}.{instance}", topology.events_exchange);
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            topology.events_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            format!("gateway-{instance}").into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(%queue, "consuming events");
+    while let Some(next) = consumer.next().await {
+        let message = next?;
+        let user = message.routing_key.as_str();
+        match decode_event(message.data) {
+            Ok(delivery) => {
+                registry.deliver(user, &delivery);
+            }
+            Err(reason) => tracing::warn!(%reason, "dropping undecodable event message"),
+        }
+    }
+    Ok(())
+}
+
+/// Turns an event message body into a delivery without re-encoding it.
+pub fn decode_event(body: Vec<u8>) -> Result<Delivery, String> {
+    let head = EventHead::decode(&body).map_err(|e| e.to_string())?;
+    let frame = Utf8Bytes::try_from(Bytes::from(body)).map_err(|e| e.to_string())?;
+    Ok(Delivery { head, frame })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_bodies_decode_or_are_refused() {
+        let ok = br#"{"type":"event","seq":3,"job_id":"00000000-0000-0000-0000-000000000001","status":"running"}"#;
+        let d = decode_event(ok.to_vec()).unwrap();
+        assert_eq!(d.head.seq, 3);
+        assert_eq!(d.frame.as_str().as_bytes(), ok);
+        assert!(decode_event(b"garbage".to_vec()).is_err());
+        assert!(decode_event(vec![0xff, 0xfe]).is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! The Sluice gateway: WebSocket sessions, authentication, job submission
+//! over AMQP with publisher confirms, and fan-out of job events to every
+//! session of their user. It never runs job work and never waits on it.
+//! See `docs/architecture.md`.
+
+pub mod auth;
+pub mod broker;
+pub mod http;
+pub mod registry;
+pub mod session;
+pub mod state;
+pub mod upgrade;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_common::amqp::{self, Topology};
+use sluice_common::{Config, db};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::state::AppState;
+
+/// How long start-up waits for PostgreSQL and RabbitMQ to answer.
+const START_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Serves on `listener` until `shutdown` is cancelled, then closes every
+/// session with 1012 and waits (up to the drain grace) for them to end.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if config.uses_dev_secret() {
+        tracing::warn!(
+            "auth.jwt_secret is the development default: set SLUICE_AUTH__JWT_SECRET in production"
+        );
+    }
+    let pool = db::pool(&config.database)?;
+    db::wait_ready(&pool, START_PATIENCE).await?;
+    db::migrate(&pool).await?;
+
+    let topology = Topology::new(&config.amqp.prefix);
+    let conn = amqp::connect(&config.amqp.url, "sluice-gateway", START_PATIENCE).await?;
+    let jobs = broker::JobPublisher::open(
+        &conn,
+        &topology,
+        Duration::from_millis(config.amqp.publish_timeout_ms),
+    )
+    .await?;
+    let instance = config
+        .gateway
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+
+    let gateway = &config.gateway;
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(gateway.ws_read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_message_size(Some(gateway.max_message_bytes))
+        .max_frame_size(Some(gateway.max_message_bytes));
+    let state = Arc::new(AppState {
+        verifier: auth::Verifier::new(&config.auth),
+        registry: Arc::new(registry::Registry::default()),
+        jobs,
+        pool,
+        amqp: conn,
+        shutdown: shutdown.clone(),
+        sessions: TaskTracker::new(),
+        ws_config,
+        config,
+    });
+
+    let events = {
+        let state = state.clone();
+        let topology = topology.clone();
+        tokio::spawn(async move {
+            let outcome =
+                broker::consume_events(&state.amqp, &topology, &instance, state.registry.clone())
+                    .await;
+            if let Err(e) = &outcome {
+                tracing::error!(error = %e, "event consumer failed; shutting down");
+            }
+            // Without events the gateway is useless: stop so a supervisor restarts it.
+            state.shutdown.cancel();
+            outcome
+        })
+    };
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "gateway listening");
+    let app = http::router(state.clone());
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await?;
+
+    state.sessions.close();
+    let grace = Duration::from_millis(state.config.gateway.drain_grace_ms);
+    if tokio::time::timeout(grace, state.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = state.registry.session_count(),
+            "sessions still open after the drain grace"
+        );
+    }
+    events.abort();
+    let _ = state.amqp.close(200, "gateway stopping".into()).await;
+    Ok(())
+}

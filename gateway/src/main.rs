@@ -1,0 +1,78 @@
+//! `sluice-gateway`: parses arguments and hands over to the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use sluice_common::{Config, telemetry};
+use tokio_util::sync::CancellationToken;
+
+/// The Sluice WebSocket gateway.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (TOML); defaults to $SLUICE_CONFIG, then built-in defaults.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve WebSocket and HTTP (the default).
+    Serve,
+    /// Print a signed token for a user, for trying Sluice by hand.
+    Token {
+        /// The user id (`sub` claim).
+        #[arg(long)]
+        user: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Token { user, ttl_secs } => {
+            println!(
+                "{}",
+                sluice_gateway::auth::mint(&config.auth, &user, ttl_secs)?
+            );
+            Ok(())
+        }
+        Command::Serve => {
+            telemetry::init(&config.log);
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if config.gateway.worker_threads > 0 {
+                builder.worker_threads(config.gateway.worker_threads);
+            }
+            let runtime = builder.enable_all().build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&config.gateway.listen).await?;
+                let shutdown = CancellationToken::new();
+                tokio::spawn(cancel_on_signal(shutdown.clone()));
+                sluice_gateway::serve(listener, config, shutdown).await
+            })
+        }
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+async fn cancel_on_signal(token: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+    token.cancel();
+}

@@ -1,0 +1,450 @@
+//! One WebSocket session, top to bottom: `hello` and authentication,
+//! `welcome` and replay, then one loop that selects on the client's next
+//! frame, the session's event mailbox, finished background work (broker
+//! confirms, gap reads), the heartbeat, and shutdown.
+//!
+//! The loop only moves frames. Publishing a job and reading the database
+//! happen in spawned tasks whose results come back through `tasks`, so a
+//! `ping` is answered at once whatever else this session has running.
+//! Generic over the socket so unit tests can drive it with channels.
+
+mod hello;
+pub mod sequencer;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use sluice_common::amqp::PublishError;
+use sluice_common::events;
+use sluice_proto::{ClientFrame, ErrorCode, EventHead, JobEnvelope, ServerFrame, Submit};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::auth::{AuthError, Claims};
+use crate::registry::Delivery;
+use crate::state::AppState;
+use sequencer::{Gap, Sequencer};
+
+/// How long a gap in the seqs may last before it is read from the database.
+const GAP_WAIT: Duration = Duration::from_millis(300);
+
+/// Why a session ends.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// Send a close frame with this code and reason.
+    Close(u16, Cow<'static, str>),
+    /// The peer is gone (closed, reset); nothing left to send.
+    Gone,
+}
+
+impl End {
+    fn close(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
+        End::Close(code, reason.into())
+    }
+}
+
+/// Results of work a session spawned, delivered back to its loop.
+enum TaskDone {
+    Submitted {
+        reference: String,
+        job_id: Uuid,
+        result: Result<(), PublishError>,
+    },
+    GapRead {
+        gap: Gap,
+        rows: Result<Vec<(u64, String)>, String>,
+    },
+}
+
+/// The upgrade's outcome as far as authentication goes: the claims from an
+/// `Authorization` header, if one was sent.
+pub type HeaderAuth = Option<Result<Claims, AuthError>>;
+
+/// Runs a session on an upgraded socket until it ends, then closes it.
+pub async fn run<S>(ws: S, state: Arc<AppState>, header_auth: HeaderAuth, peer: String)
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+{
+    let (tasks_tx, tasks_rx) = mpsc::unbounded_channel();
+    let mut session = Session {
+        ws,
+        state,
+        user: Arc::from(""),
+        id: Uuid::new_v4().to_string(),
+        seq: Sequencer::default(),
+        bad_frames: 0,
+        last_heard: Instant::now(),
+        inflight: 0,
+        tasks_tx,
+        tasks_rx,
+        gap_since: None,
+        gap_reading: false,
+        out: Vec::new(),
+    };
+    let span =
+        tracing::info_span!("session", session = %session.id, %peer, user = tracing::field::Empty);
+    async move {
+        let end = session.lifecycle(header_auth).await;
+        tracing::debug!(?end, "session ended");
+        session.close(end).await;
+    }
+    .instrument(span)
+    .await
+}
+
+pub(crate) struct Session<S> {
+    ws: S,
+    state: Arc<AppState>,
+    user: Arc<str>,
+    id: String,
+    seq: Sequencer,
+    /// Bad frames in a row; past `max_bad_frames` the session is closed.
+    bad_frames: u32,
+    /// When the client last sent anything (frame, Ping or Pong).
+    last_heard: Instant,
+    /// Submits awaiting the broker's confirm.
+    inflight: usize,
+    tasks_tx: mpsc::UnboundedSender<TaskDone>,
+    tasks_rx: mpsc::UnboundedReceiver<TaskDone>,
+    /// Since when the first held event has been waiting on a missing seq.
+    gap_since: Option<Instant>,
+    /// A gap read is under way.
+    gap_reading: bool,
+    /// Scratch list of deliveries the sequencer released.
+    out: Vec<Delivery>,
+}
+
+impl<S> Session<S>
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+{
+    async fn lifecycle(&mut self, header_auth: HeaderAuth) -> End {
+        let (claims, resume) = match self.hello(header_auth).await {
+            Ok(hello) => hello,
+            Err(end) => return end,
+        };
+        self.user = Arc::from(claims.sub.as_str());
+        tracing::Span::current().record("user", claims.sub.as_str());
+        // Register before reading the database, so that no event committed
+        // in between is missed: it is either read back or waiting in the inbox.
+        let capacity = self.state.config.gateway.outbound_queue;
+        let (_registration, inbox) = self.state.registry.register(self.user.clone(), capacity);
+        match self.welcome(resume).await {
+            Ok(seq) => self.seq = seq,
+            Err(end) => return end,
+        }
+        self.serve(inbox).await
+    }
+
+    async fn serve(&mut self, mut inbox: mpsc::Receiver<Delivery>) -> End {
+        let beat = Duration::from_millis(self.state.config.gateway.heartbeat_ms);
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + beat, beat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            let gap_due = self
+                .gap_since
+                .filter(|_| !self.gap_reading)
+                .map(|t| t + GAP_WAIT);
+            let step = tokio::select! {
+                _ = shutdown.cancelled() => Err(End::close(1012, "server restarting")),
+                frame = self.ws.next() => self.on_frame(frame).await,
+                delivery = inbox.recv() => match delivery {
+                    Some(delivery) => {
+                        let mut out = std::mem::take(&mut self.out);
+                        self.seq.push(delivery, &mut out);
+                        self.send_released(out).await
+                    }
+                    None => Err(End::close(1013, "too slow: event queue overflowed")),
+                },
+                Some(done) = self.tasks_rx.recv() => self.on_task(done).await,
+                _ = heartbeat.tick() => self.on_heartbeat(beat).await,
+                _ = sleep_until(gap_due) => {
+                    self.read_gap();
+                    Ok(())
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Option<Result<Message, WsError>>) -> Result<(), End> {
+        let message = match frame {
+            None => return Err(End::Gone),
+            Some(Err(e)) => return Err(read_error(e)),
+            Some(Ok(message)) => message,
+        };
+        self.last_heard = Instant::now();
+        match message {
+            Message::Text(text) => self.on_text(&text).await,
+            Message::Binary(_) => Err(End::close(1003, "binary frames are not accepted")),
+            Message::Close(_) => Err(End::Gone),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(()),
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        let frame = match ClientFrame::decode(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                return self
+                    .refuse(e.reference().map(str::to_owned), e.code(), e.to_string())
+                    .await;
+            }
+        };
+        match frame {
+            ClientFrame::Ping { id } => {
+                self.bad_frames = 0;
+                self.send_frame(&ServerFrame::Pong { id }).await
+            }
+            ClientFrame::Submit(submit) => {
+                self.bad_frames = 0;
+                self.submit(submit).await
+            }
+            ClientFrame::Hello(_) => {
+                self.refuse(None, ErrorCode::BadRequest, "already authenticated".into())
+                    .await
+            }
+            ClientFrame::Cancel { .. } => {
+                self.bad_frames = 0;
+                let message = "cancel is not available in this version yet".to_owned();
+                self.send_frame(&ServerFrame::Error {
+                    reference: None,
+                    code: ErrorCode::BadRequest,
+                    message,
+                })
+                .await
+            }
+        }
+    }
+
+    /// Answers a bad frame with an `error`, or closes after too many in a row.
+    async fn refuse(
+        &mut self,
+        reference: Option<String>,
+        code: ErrorCode,
+        message: String,
+    ) -> Result<(), End> {
+        self.bad_frames += 1;
+        if self.bad_frames > self.state.config.gateway.max_bad_frames {
+            return Err(End::close(1008, "too many bad frames"));
+        }
+        self.send_frame(&ServerFrame::Error {
+            reference,
+            code,
+            message,
+        })
+        .await
+    }
+
+    async fn submit(&mut self, submit: Submit<'_>) -> Result<(), End> {
+        if self.inflight >= self.state.config.gateway.max_inflight_submits {
+            return self
+                .send_frame(&ServerFrame::Error {
+                    reference: Some(submit.reference),
+                    code: ErrorCode::Overloaded,
+                    message: "too many submissions awaiting the broker".into(),
+                })
+                .await;
+        }
+        let job_id = Uuid::now_v7();
+        let envelope = JobEnvelope {
+            job_id,
+            user: self.user.to_string(),
+            kind: submit.kind,
+            args: submit.args,
+            submitted_at_ms: sluice_common::now_ms(),
+        };
+        let body = match serde_json::to_vec(&envelope) {
+            Ok(body) => body,
+            Err(e) => {
+                return self
+                    .send_frame(&ServerFrame::Error {
+                        reference: Some(submit.reference),
+                        code: ErrorCode::Internal,
+                        message: format!("could not encode job: {e}"),
+                    })
+                    .await;
+            }
+        };
+        self.seq.begin_submit(job_id);
+        self.inflight += 1;
+        let state = self.state.clone();
+        let done = self.tasks_tx.clone();
+        let reference = submit.reference;
+        tokio::spawn(
+            async move {
+                let result = state.jobs.publish(&body).await;
+                let _ = done.send(TaskDone::Submitted {
+                    reference,
+                    job_id,
+                    result,
+                });
+            }
+            .in_current_span(),
+        );
+        Ok(())
+    }
+
+    async fn on_task(&mut self, done: TaskDone) -> Result<(), End> {
+        let mut out = std::mem::take(&mut self.out);
+        match done {
+            TaskDone::Submitted {
+                reference,
+                job_id,
+                result,
+            } => {
+                self.inflight -= 1;
+                let frame = match result {
+                    Ok(()) => ServerFrame::Accepted { reference, job_id },
+                    Err(e) => {
+                        tracing::warn!(%job_id, error = %e, "job not queued");
+                        ServerFrame::Error {
+                            reference: Some(reference),
+                            code: ErrorCode::Unavailable,
+                            message: format!("job not queued: {e}"),
+                        }
+                    }
+                };
+                self.send_frame(&frame).await?;
+                self.seq.end_submit(job_id, &mut out);
+            }
+            TaskDone::GapRead { gap, rows } => {
+                self.gap_reading = false;
+                match rows {
+                    Ok(rows) => {
+                        for (seq, frame) in rows {
+                            match EventHead::decode(frame.as_bytes()) {
+                                Ok(head) => self.seq.push(
+                                    Delivery {
+                                        head,
+                                        frame: Utf8Bytes::from(frame),
+                                    },
+                                    &mut out,
+                                ),
+                                Err(e) => {
+                                    tracing::error!(seq, error = %e, "stored event does not decode")
+                                }
+                            }
+                        }
+                        if self.seq.gap().is_some_and(|g| g.after == gap.after) {
+                            tracing::warn!(?gap, "events missing from the log; skipping ahead");
+                            self.seq.skip_to(gap.upto + 1, &mut out);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "gap read failed; will retry");
+                        self.gap_since = Some(Instant::now());
+                    }
+                }
+            }
+        }
+        self.send_released(out).await
+    }
+
+    /// Writes what the sequencer released and re-arms the gap timer.
+    async fn send_released(&mut self, mut out: Vec<Delivery>) -> Result<(), End> {
+        let mut result = Ok(());
+        for delivery in out.drain(..) {
+            if result.is_ok() {
+                result = self.send(Message::Text(delivery.frame)).await;
+            }
+        }
+        self.out = out;
+        match self.seq.gap() {
+            None => self.gap_since = None,
+            Some(_) if self.gap_since.is_none() => self.gap_since = Some(Instant::now()),
+            Some(_) => {}
+        }
+        result
+    }
+
+    /// Reads a missing seq range from the event log in the background.
+    fn read_gap(&mut self) {
+        let Some(gap) = self.seq.gap() else {
+            self.gap_since = None;
+            return;
+        };
+        self.gap_reading = true;
+        let pool = self.state.pool.clone();
+        let user = self.user.clone();
+        let done = self.tasks_tx.clone();
+        tokio::spawn(async move {
+            let rows = async {
+                let client = pool.get().await.map_err(|e| e.to_string())?;
+                let limit = (gap.upto - gap.after) as i64;
+                events::read_range(&**client, &user, gap.after, gap.upto, limit)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            let _ = done.send(TaskDone::GapRead { gap, rows });
+        });
+    }
+
+    async fn on_heartbeat(&mut self, beat: Duration) -> Result<(), End> {
+        if self.last_heard.elapsed() >= beat * 2 {
+            return Err(End::close(1001, "heartbeat timeout"));
+        }
+        self.send(Message::Ping(Bytes::new())).await
+    }
+
+    async fn send_frame(&mut self, frame: &ServerFrame) -> Result<(), End> {
+        self.send(Message::Text(frame.encode().into())).await
+    }
+
+    /// Writes one message; a client too slow to take it within the write
+    /// timeout is closed with 1013.
+    async fn send(&mut self, message: Message) -> Result<(), End> {
+        let limit = Duration::from_millis(self.state.config.gateway.write_timeout_ms);
+        match tokio::time::timeout(limit, self.ws.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::close(1013, "too slow: socket write timed out")),
+        }
+    }
+
+    async fn close(&mut self, end: End) {
+        let End::Close(code, reason) = end else {
+            return;
+        };
+        let mut reason = reason.into_owned();
+        reason.truncate(120);
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.ws.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+}
+
+/// Maps a read error to how the session ends.
+fn read_error(e: WsError) -> End {
+    match e {
+        WsError::Capacity(_) => End::close(1009, "message too big"),
+        WsError::Utf8(_) => End::close(1007, "invalid utf-8"),
+        WsError::Protocol(_) => End::close(1002, "protocol error"),
+        _ => End::Gone,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

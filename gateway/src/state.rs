@@ -1,0 +1,37 @@
+//! What every request and session of this gateway shares, and why.
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use lapin::Connection;
+use sluice_common::Config;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Verifier;
+use crate::broker::JobPublisher;
+use crate::registry::Registry;
+
+/// Shared by the HTTP handlers and every session; immutable but for the
+/// registry (its own locking) and the shutdown token.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// Checks tokens for `hello`, the upgrade header and the HTTP API.
+    pub verifier: Verifier,
+    /// Live sessions by user, for event fan-out.
+    pub registry: Arc<Registry>,
+    /// Publishes submitted jobs with a confirm.
+    pub jobs: JobPublisher,
+    /// Reads of the event log (welcome, replay, gap reads).
+    pub pool: Pool,
+    /// The broker connection, watched by `/readyz`.
+    pub amqp: Connection,
+    /// Cancelled when the gateway drains; sessions close with 1012.
+    pub shutdown: CancellationToken,
+    /// Every session task, so shutdown can wait for them to finish.
+    pub sessions: TaskTracker,
+    /// Buffer sizes and limits of each WebSocket.
+    pub ws_config: WebSocketConfig,
+}

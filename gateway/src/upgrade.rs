@@ -1,0 +1,151 @@
+//! `GET /v1/ws`: the last place that sees HTTP. It checks the origin, the
+//! WebSocket headers and an optional `Authorization` header, answers 101,
+//! and hands the upgraded socket to [`crate::session::run`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use crate::auth;
+use crate::session::{self, HeaderAuth};
+use crate::state::AppState;
+
+/// The upgrade handler.
+pub async fn ws_upgrade(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+) -> Response {
+    if state.shutdown.is_cancelled() {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    let headers = request.headers();
+    if !origin_allowed(headers, &state.config.auth.allowed_origins) {
+        return refuse(StatusCode::FORBIDDEN, "origin not allowed");
+    }
+    if !header_has_token(headers, header::UPGRADE, "websocket")
+        || !header_has_token(headers, header::CONNECTION, "upgrade")
+    {
+        return refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "a WebSocket upgrade is required",
+        );
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let mut response = refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket version 13 is required",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return refuse(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let header_auth: HeaderAuth = headers.get(header::AUTHORIZATION).map(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(auth::bearer)
+            .ok_or(auth::AuthError::Invalid)
+            .and_then(|token| state.verifier.verify(token))
+    });
+
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let ws_config = state.ws_config;
+    let session_state = state.clone();
+    state.sessions.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
+                session::run(ws, session_state, header_auth, peer.to_string()).await;
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),
+        }
+    });
+
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// A browser's `Origin` must be listed when a list is configured;
+/// non-browser clients send none and are judged by their token alone.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        None => true,
+        Some(origin) => allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)),
+    }
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|value| {
+        value
+            .to_str()
+            .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+fn refuse(status: StatusCode, message: &'static str) -> Response {
+    crate::http::error_response(status, "bad_request", message).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_matched_only_when_configured() {
+        let mut headers = HeaderMap::new();
+        assert!(origin_allowed(&headers, &["https://a.example".into()]));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://b.example"),
+        );
+        assert!(origin_allowed(&headers, &[]));
+        assert!(!origin_allowed(&headers, &["https://a.example".into()]));
+        assert!(origin_allowed(&headers, &["https://B.example".into()]));
+    }
+
+    #[test]
+    fn connection_header_tokens() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert!(header_has_token(&headers, header::CONNECTION, "upgrade"));
+        assert!(!header_has_token(&headers, header::UPGRADE, "websocket"));
+    }
+}

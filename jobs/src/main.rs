@@ -1,0 +1,63 @@
+//! `sluice-jobs`: the runner binary. Parses arguments and hands over to the
+//! library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use sluice_common::{Config, telemetry};
+use tokio_util::sync::CancellationToken;
+
+/// The Sluice job runner.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (TOML); defaults to $SLUICE_CONFIG, then built-in defaults.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume and run jobs (the default).
+    Run,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    telemetry::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Run) {
+            Command::Migrate => sluice_jobs::migrate(&config).await,
+            Command::Run => {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(cancel_on_signal(shutdown.clone()));
+                sluice_jobs::run(config, shutdown).await
+            }
+        }
+    })
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+async fn cancel_on_signal(token: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+    token.cancel();
+}

@@ -1,0 +1,304 @@
+//! Frames a client sends over the WebSocket, and their decoder.
+//!
+//! Decoding is one pass over the text into a flat borrowed struct, then a
+//! check of the fields the frame's `type` needs. A job's `args` stay a
+//! borrowed [`RawValue`]: a 200,000-row `batch_upsert` is routed to the
+//! broker without ever being built into a JSON tree in the gateway.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::MAX_REF_CHARS;
+use crate::job::{JobArgsError, JobKind};
+
+/// A decoded client frame, borrowing from the text it was read from.
+#[derive(Debug)]
+pub enum ClientFrame<'a> {
+    /// Authenticate (and optionally resume); must be the first frame.
+    Hello(Hello),
+    /// Round-trip probe, answered with `pong` carrying the same id.
+    Ping { id: u64 },
+    /// Queue a job.
+    Submit(Submit<'a>),
+    /// Cancel one of the user's jobs.
+    Cancel { job_id: String },
+}
+
+/// The `hello` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// JWT; may be omitted when the upgrade request carried `Authorization`.
+    pub token: Option<String>,
+    /// Present when the client reconnects and wants missed events.
+    pub resume: Option<Resume>,
+}
+
+/// `hello.resume`: where the client's event stream stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Resume {
+    /// The session id the client had; informational, seqs are per user.
+    #[serde(default)]
+    pub session: Option<String>,
+    /// The last stored `seq` the client saw.
+    pub after: u64,
+}
+
+/// The `submit` frame, with its kind checked and args still raw.
+#[derive(Debug)]
+pub struct Submit<'a> {
+    /// The client's correlation string, echoed on `accepted` / `error`.
+    pub reference: String,
+    /// The job kind.
+    pub kind: JobKind,
+    /// The job's args, exactly as the client sent them.
+    pub args: &'a RawValue,
+}
+
+/// Why a text frame was refused; each maps to an `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or not an object of the expected shape.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A `type` this protocol does not define.
+    #[error("unknown frame type `{0}`")]
+    UnknownType(String),
+    /// A field the frame's type requires is missing or invalid.
+    #[error("{0}")]
+    BadField(&'static str),
+    /// A submit naming a kind this deployment does not run; carries the ref.
+    #[error("unknown job kind `{kind}`")]
+    UnknownKind { reference: String, kind: String },
+    /// A submit whose args do not fit its kind; carries the ref.
+    #[error("{error}")]
+    BadArgs {
+        reference: String,
+        error: JobArgsError,
+    },
+}
+
+impl DecodeError {
+    /// The client's `ref` when the frame was a submit that got that far.
+    pub fn reference(&self) -> Option<&str> {
+        match self {
+            DecodeError::UnknownKind { reference, .. } | DecodeError::BadArgs { reference, .. } => {
+                Some(reference)
+            }
+            _ => None,
+        }
+    }
+
+    /// The error code the client receives for this refusal.
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            DecodeError::UnknownKind { .. } => crate::ErrorCode::UnknownKind,
+            DecodeError::BadArgs { .. } => crate::ErrorCode::BadArgs,
+            _ => crate::ErrorCode::BadRequest,
+        }
+    }
+}
+
+/// Every field any client frame may carry; unknown fields are ignored.
+#[derive(Deserialize)]
+struct WireFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    token: Option<String>,
+    resume: Option<Resume>,
+    id: Option<u64>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    #[serde(borrow)]
+    job: Option<WireJob<'a>>,
+    job_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireJob<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    args: Option<&'a RawValue>,
+}
+
+impl<'a> ClientFrame<'a> {
+    /// Decodes one text frame. Never panics; every refusal is a [`DecodeError`].
+    pub fn decode(text: &'a str) -> Result<Self, DecodeError> {
+        let wire: WireFrame<'a> =
+            serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        match wire.ty.as_ref() {
+            "hello" => Ok(ClientFrame::Hello(Hello {
+                token: wire.token,
+                resume: wire.resume,
+            })),
+            "ping" => {
+                let id = wire
+                    .id
+                    .ok_or(DecodeError::BadField("ping needs a numeric `id`"))?;
+                Ok(ClientFrame::Ping { id })
+            }
+            "submit" => {
+                let reference = wire
+                    .reference
+                    .ok_or(DecodeError::BadField("submit needs a `ref` string"))?;
+                if reference.chars().count() > MAX_REF_CHARS {
+                    return Err(DecodeError::BadField("`ref` is longer than 64 characters"));
+                }
+                let job = wire
+                    .job
+                    .ok_or(DecodeError::BadField("submit needs a `job` object"))?;
+                let Some(kind) = JobKind::parse(&job.kind) else {
+                    return Err(DecodeError::UnknownKind {
+                        reference,
+                        kind: job.kind.into_owned(),
+                    });
+                };
+                let Some(args) = job.args else {
+                    return Err(DecodeError::BadArgs {
+                        reference,
+                        error: JobArgsError::Shape("`job.args` is missing".into()),
+                    });
+                };
+                if let Err(error) = kind.check_args(args) {
+                    return Err(DecodeError::BadArgs { reference, error });
+                }
+                Ok(ClientFrame::Submit(Submit {
+                    reference,
+                    kind,
+                    args,
+                }))
+            }
+            "cancel" => {
+                let job_id = wire
+                    .job_id
+                    .ok_or(DecodeError::BadField("cancel needs a `job_id` string"))?;
+                Ok(ClientFrame::Cancel { job_id })
+            }
+            other => Err(DecodeError::UnknownType(other.to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_each_frame_type() {
+        let hello = ClientFrame::decode(
+            r#"{"type":"hello","token":"t","resume":{"session":"s","after":7}}"#,
+        )
+        .unwrap();
+        match hello {
+            ClientFrame::Hello(h) => {
+                assert_eq!(h.token.as_deref(), Some("t"));
+                assert_eq!(h.resume.unwrap().after, 7);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ClientFrame::decode(r#"{"type":"ping","id":18446744073709551615,"extra":[1]}"#)
+                .unwrap(),
+            ClientFrame::Ping { id: u64::MAX }
+        ));
+        let submit = ClientFrame::decode(
+            r#"{"type":"submit","ref":"r1","job":{"kind":"sleep","args":{"ms":5}}}"#,
+        )
+        .unwrap();
+        match submit {
+            ClientFrame::Submit(s) => {
+                assert_eq!(s.reference, "r1");
+                assert_eq!(s.kind, JobKind::Sleep);
+                assert_eq!(s.args.get(), r#"{"ms":5}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ClientFrame::decode(r#"{"type":"cancel","job_id":"x"}"#).unwrap(),
+            ClientFrame::Cancel { job_id } if job_id == "x"
+        ));
+    }
+
+    #[test]
+    fn refusals_carry_the_right_code_and_ref() {
+        let cases = [
+            ("not json", crate::ErrorCode::BadRequest, None),
+            (r#"{"type":"dance"}"#, crate::ErrorCode::BadRequest, None),
+            (r#"{"id":1}"#, crate::ErrorCode::BadRequest, None),
+            (
+                r#"{"type":"ping","id":-1}"#,
+                crate::ErrorCode::BadRequest,
+                None,
+            ),
+            (
+                r#"{"type":"ping","id":1e40}"#,
+                crate::ErrorCode::BadRequest,
+                None,
+            ),
+            (
+                r#"{"type":"submit","ref":"a","job":{"kind":"mine_bitcoin","args":{}}}"#,
+                crate::ErrorCode::UnknownKind,
+                Some("a"),
+            ),
+            (
+                r#"{"type":"submit","ref":"b","job":{"kind":"sleep","args":{"ms":"x"}}}"#,
+                crate::ErrorCode::BadArgs,
+                Some("b"),
+            ),
+            (
+                r#"{"type":"submit","ref":"c","job":{"kind":"batch_upsert","args":{"table":"items","key":["id"],"rows":{}}}}"#,
+                crate::ErrorCode::BadArgs,
+                Some("c"),
+            ),
+        ];
+        for (text, code, reference) in cases {
+            let err = ClientFrame::decode(text).unwrap_err();
+            assert_eq!(err.code(), code, "{text}");
+            assert_eq!(err.reference(), reference, "{text}");
+        }
+    }
+
+    #[test]
+    fn long_ref_is_refused() {
+        let text = format!(
+            r#"{{"type":"submit","ref":"{}","job":{{"kind":"sleep","args":{{"ms":1}}}}}}"#,
+            "x".repeat(65)
+        );
+        assert_eq!(
+            ClientFrame::decode(&text).unwrap_err().code(),
+            crate::ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let text = format!(
+            r#"{{"type":"submit","ref":"r","job":{{"kind":"sleep","args":{}{}}}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(ClientFrame::decode(&text).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,200}") {
+            let _ = ClientFrame::decode(&text);
+        }
+
+        #[test]
+        fn arbitrary_json_objects_never_panic(
+            ty in prop::sample::select(vec!["hello", "ping", "submit", "cancel", "x"]),
+            value in any::<i64>(),
+            kind in "[a-z_]{0,12}",
+        ) {
+            let text = format!(
+                r#"{{"type":"{ty}","id":{value},"ref":"r","job":{{"kind":"{kind}","args":{{"ms":{value}}}}},"job_id":"j","token":"t"}}"#
+            );
+            let _ = ClientFrame::decode(&text);
+        }
+    }
+}

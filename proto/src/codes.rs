@@ -1,0 +1,72 @@
+//! Machine-readable error codes shared by WebSocket `error` frames, HTTP
+//! error bodies and job `error` objects.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a request or a job failed; clients branch on this, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame or body could not be understood (bad JSON, unknown type, missing field).
+    BadRequest,
+    /// The job kind is not one this deployment runs.
+    UnknownKind,
+    /// The job's args are wrong for its kind (shape, table, column or value).
+    BadArgs,
+    /// A job id that is not a UUID.
+    BadId,
+    /// Unknown id, or one that belongs to another user.
+    NotFound,
+    /// The broker or database is unreachable; try again later.
+    Unavailable,
+    /// A per-session limit was hit (too many submits in flight).
+    Overloaded,
+    /// The job ran past its time limit.
+    Timeout,
+    /// The job was cancelled.
+    Cancelled,
+    /// A fault inside Sluice; logged on the server.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case spelling used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownKind => "unknown_kind",
+            ErrorCode::BadArgs => "bad_args",
+            ErrorCode::BadId => "bad_id",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_str_matches_serde_spelling() {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::UnknownKind,
+            ErrorCode::BadArgs,
+            ErrorCode::BadId,
+            ErrorCode::NotFound,
+            ErrorCode::Unavailable,
+            ErrorCode::Overloaded,
+            ErrorCode::Timeout,
+            ErrorCode::Cancelled,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Job events: what the runner commits and publishes, and what sessions get.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ErrorCode;
+
+/// Where a job is in its lifecycle, as seen in `event` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    Queued,
+    Running,
+    /// Advisory and not stored: its `seq` is 0.
+    Progress,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl EventStatus {
+    /// True for the three statuses that end a job's event stream.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            EventStatus::Done | EventStatus::Failed | EventStatus::Cancelled
+        )
+    }
+
+    /// The snake_case name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Queued => "queued",
+            EventStatus::Running => "running",
+            EventStatus::Progress => "progress",
+            EventStatus::Done => "done",
+            EventStatus::Failed => "failed",
+            EventStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// `event.progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+}
+
+/// `event.error`, also stored on a failed job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The body of an `event` frame (without its `type` tag).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventFrame {
+    /// The user's next seq for stored events; 0 for `progress`.
+    pub seq: u64,
+    pub job_id: Uuid,
+    pub status: EventStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+}
+
+/// Just enough of an encoded event frame to route and order it.
+///
+/// The gateway reads this from the bytes it got from the broker and then
+/// forwards those same bytes; the frame is never re-encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct EventHead {
+    pub seq: u64,
+    pub job_id: Uuid,
+    pub status: EventStatus,
+}
+
+impl EventHead {
+    /// Reads the head of an encoded `event` frame.
+    pub fn decode(frame: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ServerFrame;
+
+    #[test]
+    fn head_reads_an_encoded_event() {
+        let frame = ServerFrame::Event(EventFrame {
+            seq: 42,
+            job_id: Uuid::from_u128(7),
+            status: EventStatus::Done,
+            progress: None,
+            result: Some(serde_json::json!({"rows": 3})),
+            error: None,
+        })
+        .encode();
+        let head = EventHead::decode(frame.as_bytes()).unwrap();
+        assert_eq!(head.seq, 42);
+        assert_eq!(head.job_id, Uuid::from_u128(7));
+        assert!(head.status.is_terminal());
+        assert!(frame.starts_with(r#"{"type":"event","seq":42"#), "{frame}");
+    }
+}

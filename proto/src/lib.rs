@@ -1,0 +1,24 @@
+//! The Sluice wire contract as Rust types: WebSocket frames (client and
+//! server), the job envelope carried on AMQP, and the error codes both sides
+//! agree on. Serde only, no I/O, so every codec is tested on bytes.
+//!
+//! The contract itself is described in `docs/protocol.md`.
+
+pub mod client;
+pub mod codes;
+pub mod event;
+pub mod job;
+pub mod server;
+
+pub use client::{ClientFrame, DecodeError, Hello, Resume, Submit};
+pub use codes::ErrorCode;
+pub use event::{EventFrame, EventHead, EventStatus, JobError, Progress};
+pub use job::{JobArgsError, JobEnvelope, JobKind, OwnedJobEnvelope};
+pub use server::ServerFrame;
+
+/// Longest `ref` a client may attach to a `submit` (PROTOCOL.md: 64 chars).
+pub const MAX_REF_CHARS: usize = 64;
+
+/// Longest user id (JWT `sub`) accepted; it doubles as the AMQP routing key,
+/// which may not exceed 255 bytes.
+pub const MAX_USER_BYTES: usize = 200;

@@ -1,0 +1,214 @@
+//! A WebSocket client speaking the Sluice protocol, for tests.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sluice_proto::{EventStatus, ServerFrame};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+/// How long a test waits for any one expected frame.
+pub const FRAME_PATIENCE: Duration = Duration::from_secs(30);
+
+/// One client connection.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What the server did instead of sending the expected frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    Frame(ServerFrame),
+    Closed(Option<u16>),
+}
+
+impl Client {
+    /// Connects with optional extra headers (e.g. `Authorization`, `Origin`).
+    pub async fn connect_with(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            let name: tokio_tungstenite::tungstenite::http::HeaderName =
+                name.parse().expect("header name");
+            request
+                .headers_mut()
+                .insert(name, HeaderValue::from_str(value).expect("header value"));
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Client { ws })
+    }
+
+    /// Connects without extra headers.
+    pub async fn connect(url: &str) -> Client {
+        Self::connect_with(url, &[])
+            .await
+            .expect("WebSocket connect")
+    }
+
+    /// Connects and completes `hello`; returns the client and its `welcome`.
+    pub async fn hello(url: &str, token: &str) -> (Client, ServerFrame) {
+        let mut client = Self::connect(url).await;
+        client
+            .send(json!({ "type": "hello", "token": token }))
+            .await;
+        let welcome = client.next_frame().await;
+        assert!(
+            matches!(welcome, ServerFrame::Welcome { .. }),
+            "expected welcome, got {welcome:?}"
+        );
+        (client, welcome)
+    }
+
+    /// Sends a JSON value as a text frame.
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(frame.to_string()).await;
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: String) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends a raw message (binary, etc.).
+    pub async fn send_message(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// The next frame or close, within `patience`.
+    pub async fn receive(&mut self, patience: Duration) -> Received {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no frame within {patience:?}"));
+            match next {
+                None => return Received::Closed(None),
+                Some(Err(_)) => return Received::Closed(None),
+                Some(Ok(Message::Text(text))) => {
+                    let frame = ServerFrame::decode(&text)
+                        .unwrap_or_else(|e| panic!("server sent an undecodable frame {text}: {e}"));
+                    return Received::Frame(frame);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Received::Closed(frame.map(|f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The next frame or close, or `None` if nothing came within `patience`.
+    pub async fn try_receive(&mut self, patience: Duration) -> Option<Received> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            return Some(match next {
+                None | Some(Err(_)) => Received::Closed(None),
+                Some(Ok(Message::Text(text))) => Received::Frame(
+                    ServerFrame::decode(&text)
+                        .unwrap_or_else(|e| panic!("undecodable frame {text}: {e}")),
+                ),
+                Some(Ok(Message::Close(frame))) => {
+                    Received::Closed(frame.map(|f| u16::from(f.code)))
+                }
+                Some(Ok(_)) => continue,
+            });
+        }
+    }
+
+    /// The next frame; panics on close or timeout.
+    pub async fn next_frame(&mut self) -> ServerFrame {
+        match self.receive(FRAME_PATIENCE).await {
+            Received::Frame(frame) => frame,
+            Received::Closed(code) => {
+                panic!("connection closed ({code:?}) while waiting for a frame")
+            }
+        }
+    }
+
+    /// Waits for the close and returns its code; panics if a frame comes first.
+    pub async fn expect_close(&mut self) -> Option<u16> {
+        match self.receive(FRAME_PATIENCE).await {
+            Received::Closed(code) => code,
+            Received::Frame(frame) => panic!("expected a close, got {frame:?}"),
+        }
+    }
+
+    /// Sends `ping` and waits for its `pong` (skipping other frames);
+    /// returns the round trip.
+    pub async fn ping(&mut self, id: u64) -> Duration {
+        let start = tokio::time::Instant::now();
+        self.send(json!({ "type": "ping", "id": id })).await;
+        loop {
+            if let ServerFrame::Pong { id: got } = self.next_frame().await {
+                assert_eq!(got, id, "pong id");
+                return start.elapsed();
+            }
+        }
+    }
+
+    /// Submits a job and returns its id once `accepted` arrives. Panics on
+    /// an `error` for this ref or on any event before `accepted`.
+    pub async fn submit(&mut self, reference: &str, kind: &str, args: Value) -> Uuid {
+        self.send(
+            json!({ "type": "submit", "ref": reference, "job": { "kind": kind, "args": args } }),
+        )
+        .await;
+        loop {
+            match self.next_frame().await {
+                ServerFrame::Accepted {
+                    reference: r,
+                    job_id,
+                } if r == reference => return job_id,
+                ServerFrame::Error {
+                    reference: Some(r),
+                    code,
+                    message,
+                } if r == reference => {
+                    panic!("submit {reference} refused: {code:?} {message}")
+                }
+                ServerFrame::Pong { .. } => {}
+                other => panic!("unexpected frame before accepted: {other:?}"),
+            }
+        }
+    }
+
+    /// Collects this job's events until its terminal one; other frames are
+    /// skipped. Returns the events in arrival order.
+    pub async fn events_until_terminal(&mut self, job_id: Uuid) -> Vec<sluice_proto::EventFrame> {
+        let mut events = Vec::new();
+        loop {
+            if let ServerFrame::Event(event) = self.next_frame().await {
+                if event.job_id != job_id {
+                    continue;
+                }
+                let terminal = event.status.is_terminal();
+                events.push(event);
+                if terminal {
+                    return events;
+                }
+            }
+        }
+    }
+
+    /// The stored (non-progress) statuses of `events`.
+    pub fn statuses(events: &[sluice_proto::EventFrame]) -> Vec<EventStatus> {
+        events
+            .iter()
+            .filter(|e| e.status != EventStatus::Progress)
+            .map(|e| e.status)
+            .collect()
+    }
+}

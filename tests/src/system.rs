@@ -1,0 +1,239 @@
+//! Starting and stopping real gateway and runner processes.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+
+use crate::TEST_SECRET;
+
+/// Settings a test may change; everything else is the binaries' default.
+#[derive(Debug, Clone, Default)]
+pub struct SystemOptions {
+    /// Extra `SLUICE_*` settings for the gateway (name, value).
+    pub gateway_env: Vec<(String, String)>,
+    /// Extra `SLUICE_*` settings for the runner.
+    pub runner_env: Vec<(String, String)>,
+    /// Start without a runner (jobs wait in the queue).
+    pub no_runner: bool,
+}
+
+impl SystemOptions {
+    /// Adds a gateway setting.
+    pub fn gateway(mut self, key: &str, value: impl ToString) -> Self {
+        self.gateway_env.push((key.into(), value.to_string()));
+        self
+    }
+    /// Adds a runner setting.
+    pub fn runner(mut self, key: &str, value: impl ToString) -> Self {
+        self.runner_env.push((key.into(), value.to_string()));
+        self
+    }
+}
+
+/// One gateway and (optionally) one runner, on a private AMQP prefix.
+/// Killed when dropped.
+pub struct System {
+    pub prefix: String,
+    pub port: u16,
+    logs: PathBuf,
+    options: SystemOptions,
+    gateway: Option<Child>,
+    runner: Option<Child>,
+    runner_starts: u32,
+}
+
+/// The database URL the binaries use (same default, same override).
+pub fn database_url() -> String {
+    std::env::var("SLUICE_DATABASE__URL")
+        .unwrap_or_else(|_| "postgres://sluice:sluice@127.0.0.1:55432/sluice".into())
+}
+
+/// A direct database connection, for assertions.
+pub async fn db() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&database_url(), NoTls)
+        .await
+        .expect("connecting to PostgreSQL (did deploy/provision.sh run?)");
+    tokio::spawn(connection);
+    client
+}
+
+/// Folder of the binaries under test: `SLUICE_BIN_DIR`, else the target
+/// folder this test was built into.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLUICE_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --workspace --bins` (deploy/test.sh does) or set SLUICE_BIN_DIR",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+static SYSTEMS: AtomicU32 = AtomicU32::new(0);
+
+impl System {
+    /// Starts a gateway and a runner and waits until the gateway is ready.
+    pub async fn start(options: SystemOptions) -> System {
+        let n = SYSTEMS.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!(
+            "t{}x{n}x{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let logs = bin_dir()
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("e2e-logs")
+            .join(&prefix);
+        std::fs::create_dir_all(&logs).expect("log folder");
+        let mut system = System {
+            prefix,
+            port: free_port(),
+            logs,
+            options,
+            gateway: None,
+            runner: None,
+            runner_starts: 0,
+        };
+        system.start_gateway();
+        if !system.options.no_runner {
+            system.start_runner();
+        }
+        system.wait_ready().await;
+        system
+    }
+
+    fn command(&self, name: &str, log: &str, extra: &[(String, String)]) -> Child {
+        let out = File::create(self.logs.join(log)).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let mut cmd = Command::new(binary(name));
+        cmd.env("SLUICE_AMQP__PREFIX", &self.prefix)
+            .env("SLUICE_AUTH__JWT_SECRET", TEST_SECRET)
+            .env("SLUICE_GATEWAY__LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("SLUICE_LOG__FILTER", "info,sluice_gateway=debug")
+            .env_remove("SLUICE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"))
+    }
+
+    fn start_gateway(&mut self) {
+        let child = self.command(
+            "sluice-gateway",
+            "gateway.log",
+            &self.options.gateway_env.clone(),
+        );
+        self.gateway = Some(child);
+    }
+
+    /// Starts (or restarts) the runner.
+    pub fn start_runner(&mut self) {
+        self.runner_starts += 1;
+        let log = format!("runner-{}.log", self.runner_starts);
+        let child = self.command("sluice-jobs", &log, &self.options.runner_env.clone());
+        self.runner = Some(child);
+    }
+
+    /// Kills the runner with SIGKILL: no cleanup, no acks, no goodbye.
+    pub fn kill_runner(&mut self) {
+        if let Some(mut child) = self.runner.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self
+                .gateway
+                .as_mut()
+                .and_then(|g| g.try_wait().ok().flatten())
+            {
+                panic!(
+                    "gateway exited with {status} before becoming ready; see {}",
+                    self.logs.display()
+                );
+            }
+            if self.http_status("/readyz").await == Some(200) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gateway not ready after 60 s; see {}",
+                self.logs.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The status code of a bare `GET path`, or `None` if nothing answered.
+    pub async fn http_status(&self, path: &str) -> Option<u16> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+            .await
+            .ok()?
+            .ok()?;
+        let text = String::from_utf8_lossy(&response);
+        text.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// `ws://` URL of the gateway's WebSocket route.
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1/ws", self.port)
+    }
+
+    /// Where this system's logs are.
+    pub fn logs(&self) -> &Path {
+        &self.logs
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        for child in [self.gateway.as_mut(), self.runner.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
