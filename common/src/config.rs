@@ -222,24 +222,38 @@ impl Config {
     /// Loads defaults, then the file (argument, else `SLUICE_CONFIG`), then
     /// the environment, and validates the result.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
         let env_file = std::env::var_os(CONFIG_ENV).map(std::path::PathBuf::from);
-        if let Some(path) = file.map(Path::to_path_buf).or(env_file) {
-            if !path.exists() {
-                return Err(ConfigError::Invalid {
-                    setting: CONFIG_ENV,
-                    reason: format!("file {} does not exist", path.display()),
-                });
-            }
-            figment = figment.merge(Toml::file(path));
-        }
+        let file = file.map(Path::to_path_buf).or(env_file);
         // Only `SLUICE_<SECTION>__<KEY>` variables are settings; the scripts'
         // own variables (SLUICE_STATE_DIR, ...) are left alone.
-        figment = figment.merge(
+        let figment = Self::figment(file.as_deref())?.merge(
             Env::prefixed(ENV_PREFIX)
                 .filter(|key| key.as_str().contains("__"))
                 .split("__"),
         );
+        Self::extract(figment)
+    }
+
+    /// Loads defaults and the file only, ignoring the environment.
+    pub fn load_file(file: &Path) -> Result<Self, ConfigError> {
+        Self::extract(Self::figment(Some(file))?)
+    }
+
+    fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(Config::default()));
+        let Some(path) = file else {
+            return Ok(figment);
+        };
+        if !path.exists() {
+            return Err(ConfigError::Invalid {
+                setting: CONFIG_ENV,
+                reason: format!("file {} does not exist", path.display()),
+            });
+        }
+        Ok(figment.merge(Toml::file(path)))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
@@ -313,6 +327,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn file_then_env_override_and_unknown_keys_fail() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

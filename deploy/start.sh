@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Start the whole Sluice system on this machine:
+#   1. deploy/provision.sh (private PostgreSQL + RabbitMQ, installed if needed)
+#   2. cargo build --release -p sluice-gateway -p sluice-jobs
+#   3. sluice-jobs migrate
+#   4. sluice-jobs (the job runner) and sluice-gateway in the background, their
+#      output on this terminal prefixed with [runner] / [gateway].
+# Ctrl-C (or SIGTERM) stops both. If either exits, the other is stopped and
+# this script exits with the status of the one that died.
+#
+# Works from any directory. Settings: see deploy/lib.sh; SLUICE_DATABASE__URL
+# and SLUICE_AMQP__URL default to the private services' URLs.
+set -euo pipefail
+
+LOG_PREFIX=start
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# How long to wait for the processes to exit after SIGTERM before SIGKILL.
+STOP_TIMEOUT="${SLUICE_STOP_TIMEOUT:-30}"
+
+cd "$SLUICE_REPO_ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_REPO_ROOT/target}"
+
+log "provisioning PostgreSQL and RabbitMQ"
+bash "$SLUICE_DEPLOY_DIR/provision.sh"
+
+log "building release binaries"
+cargo build --release -p sluice-gateway -p sluice-jobs
+
+: "${SLUICE_DATABASE__URL:=$SLUICE_PG_URL}"
+: "${SLUICE_AMQP__URL:=$SLUICE_AMQP_URL}"
+export SLUICE_DATABASE__URL SLUICE_AMQP__URL
+
+JOBS_BIN="$TARGET_DIR/release/sluice-jobs"
+GATEWAY_BIN="$TARGET_DIR/release/sluice-gateway"
+[[ -x "$JOBS_BIN" ]] || die "$JOBS_BIN was not built"
+[[ -x "$GATEWAY_BIN" ]] || die "$GATEWAY_BIN was not built"
+
+log "running database migrations"
+"$JOBS_BIN" migrate
+
+RUNNER_PID=""
+GATEWAY_PID=""
+
+# SIGTERM both (if alive), wait up to STOP_TIMEOUT seconds, then SIGKILL.
+stop_children() {
+    local pid start
+    for pid in "$RUNNER_PID" "$GATEWAY_PID"; do
+        if [[ -n "$pid" ]] && pid_alive "$pid"; then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    start="$(now_s)"
+    for pid in "$RUNNER_PID" "$GATEWAY_PID"; do
+        [[ -n "$pid" ]] || continue
+        while pid_alive "$pid"; do
+            if (( $(elapsed_since "$start") >= STOP_TIMEOUT )); then
+                log "pid $pid did not exit within ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.1
+        done
+    done
+    for pid in "$RUNNER_PID" "$GATEWAY_PID"; do
+        [[ -n "$pid" ]] || continue
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+# shellcheck disable=SC2317  # invoked by the traps below
+on_signal() {
+    local sig="$1" code="$2"
+    trap - INT TERM
+    log "received SIG$sig; stopping runner and gateway"
+    stop_children
+    log "stopped"
+    exit "$code"
+}
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
+
+log "starting sluice-jobs"
+"$JOBS_BIN" > >(sed -u 's/^/[runner] /') 2>&1 &
+RUNNER_PID=$!
+log "starting sluice-gateway"
+"$GATEWAY_BIN" > >(sed -u 's/^/[gateway] /') 2>&1 &
+GATEWAY_PID=$!
+log "runner pid $RUNNER_PID, gateway pid $GATEWAY_PID; Ctrl-C stops both"
+
+rc=0
+wait -n "$RUNNER_PID" "$GATEWAY_PID" || rc=$?
+trap - INT TERM
+if ! pid_alive "$RUNNER_PID"; then
+    log "sluice-jobs (runner) exited with status $rc; stopping the gateway"
+else
+    log "sluice-gateway exited with status $rc; stopping the runner"
+fi
+stop_children
+exit "$rc"

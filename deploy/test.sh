@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Run the whole Sluice test suite:
+#   1. deploy/provision.sh with SLUICE_PG_FAST=1 (no fsync; tests only)
+#   2. cargo build --workspace --bins (the end-to-end tests run the binaries)
+#   3. cargo nextest run --workspace --no-fail-fast [ARGS...]
+#      (cargo test --workspace --no-fail-fast [ARGS...] if nextest is missing)
+# Extra arguments go to the test runner. Exits with the test runner's status.
+#
+# Exported for the tests: SLUICE_STATE_DIR, SLUICE_PG_PORT, SLUICE_AMQP_PORT,
+# SLUICE_AMQP_DIST_PORT, SLUICE_PG_FAST, SLUICE_REPO_ROOT,
+# SLUICE_SERVICES_SH (path of deploy/services.sh, to restart/kill services),
+# SLUICE_DATABASE__URL, SLUICE_AMQP__URL.
+set -euo pipefail
+
+: "${SLUICE_PG_FAST:=1}"
+export SLUICE_PG_FAST
+
+LOG_PREFIX="test"
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+cd "$SLUICE_REPO_ROOT"
+TEST_START="$(now_s)"
+
+log "provisioning PostgreSQL and RabbitMQ (SLUICE_PG_FAST=$SLUICE_PG_FAST)"
+bash "$SLUICE_DEPLOY_DIR/provision.sh"
+
+: "${SLUICE_DATABASE__URL:=$SLUICE_PG_URL}"
+: "${SLUICE_AMQP__URL:=$SLUICE_AMQP_URL}"
+SLUICE_SERVICES_SH="$SLUICE_DEPLOY_DIR/services.sh"
+export SLUICE_DATABASE__URL SLUICE_AMQP__URL SLUICE_SERVICES_SH SLUICE_REPO_ROOT
+
+log "building workspace binaries"
+phase_start="$(now_s)"
+cargo build --workspace --bins
+log "build done in $(elapsed_fmt "$phase_start")s"
+
+rc=0
+phase_start="$(now_s)"
+if cargo nextest --version >/dev/null 2>&1; then
+    log "running: cargo nextest run --workspace --no-fail-fast $*"
+    cargo nextest run --workspace --no-fail-fast "$@" || rc=$?
+else
+    log "cargo nextest not found; running: cargo test --workspace --no-fail-fast $*"
+    cargo test --workspace --no-fail-fast "$@" || rc=$?
+fi
+log "tests finished with exit code $rc in $(elapsed_fmt "$phase_start")s (total $(elapsed_fmt "$TEST_START")s)"
+exit "$rc"

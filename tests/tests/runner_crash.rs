@@ -1,0 +1,73 @@
+//! A runner killed (SIGKILL) after taking a job and before acknowledging
+//! it: after a restart the job completes exactly once.
+
+use serde_json::{Value, json};
+use sluice_proto::{EventStatus, ServerFrame};
+use sluice_tests::system::db;
+use sluice_tests::{Client, System, SystemOptions, token, unique_user};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_runner_job_completes_exactly_once_after_restart() {
+    let mut system = System::start(SystemOptions::default()).await;
+    let user = unique_user("crash");
+    let (mut client, _) = Client::hello(&system.ws_url(), &token(&user)).await;
+
+    let first = 4_000_000i64;
+    let count = 150_000i64;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let rows: Vec<Value> = (first..first + count)
+        .map(|id| json!({ "id": id, "value": format!("{tag}-{id}") }))
+        .collect();
+    let job = client
+        .submit("crash", "batch_upsert", json!({ "table": "items", "key": ["id"], "rows": rows }))
+        .await;
+
+    // `running` is committed and published once the runner has claimed the job.
+    match client.next_frame().await {
+        ServerFrame::Event(e) if e.job_id == job && e.status == EventStatus::Running => {}
+        other => panic!("expected running, got {other:?}"),
+    }
+    system.kill_runner();
+
+    let conn = db().await;
+    let status: String = conn
+        .query_one("SELECT status FROM jobs WHERE id = $1", &[&job])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "running", "the kill must land before the job finished");
+
+    system.start_runner();
+    let events = client.events_until_terminal(job).await;
+    assert_eq!(events.last().unwrap().status, EventStatus::Done, "{events:?}");
+    assert_eq!(events.last().unwrap().result, Some(json!({ "rows": count })));
+
+    let row = conn
+        .query_one("SELECT status, attempts FROM jobs WHERE id = $1", &[&job])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "done");
+    assert_eq!(row.get::<_, i32>(1), 2, "delivered twice: once to the killed runner");
+
+    let stored: Vec<String> = conn
+        .query("SELECT status FROM events WHERE job_id = $1 ORDER BY seq", &[&job])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored, ["running", "done"], "one running, exactly one done");
+
+    let landed: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM items WHERE id >= $1 AND id < $2 AND value = $3 || '-' || id::text",
+            &[&first, &(first + count), &tag],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(landed, count);
+
+    // The redelivery after the restart is not run a third time: nothing more arrives.
+    client.ping(1).await;
+}
