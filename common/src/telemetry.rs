@@ -8,7 +8,11 @@ use crate::config::{LogConfig, LogFormat};
 pub fn init(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(config.filter.as_str()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal; piped logs (start.sh, files) stay plain.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     // A second init (tests starting two services in one process) is harmless.
     let _ = match config.format {
         LogFormat::Human => builder.try_init(),

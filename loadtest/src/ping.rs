@@ -94,7 +94,12 @@ pub(crate) async fn run(args: PingArgs) -> anyhow::Result<()> {
     }
     let mut writers = Vec::with_capacity(args.writers);
     for i in 0..args.writers {
-        writers.push(target.connect(&format!("lt-{run_id}-w{i}")).await.context("writer connect")?);
+        writers.push(
+            target
+                .connect(&format!("lt-{run_id}-w{i}"))
+                .await
+                .context("writer connect")?,
+        );
     }
     eprintln!(
         "{} pinging sessions, {} writers; measuring for {} s",
@@ -202,7 +207,11 @@ async fn pinger(
         id += 1;
         outcome.sent += 1;
         let start = Instant::now();
-        if session.send(&json!({ "type": "ping", "id": id })).await.is_err() {
+        if session
+            .send(&json!({ "type": "ping", "id": id }))
+            .await
+            .is_err()
+        {
             outcome.lost += 1;
             break;
         }

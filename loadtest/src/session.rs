@@ -16,7 +16,11 @@ pub(crate) struct Target {
     #[arg(long, default_value = "ws://127.0.0.1:8080/v1/ws")]
     pub(crate) url: String,
     /// HS256 secret to mint tokens with (the gateway's `auth.jwt_secret`).
-    #[arg(long, env = "SLUICE_AUTH__JWT_SECRET", default_value = "sluice-development-secret-change-me")]
+    #[arg(
+        long,
+        env = "SLUICE_AUTH__JWT_SECRET",
+        default_value = "sluice-development-secret-change-me"
+    )]
     pub(crate) secret: String,
 }
 
@@ -61,7 +65,9 @@ impl Target {
 impl Session {
     /// Sends one JSON frame.
     pub(crate) async fn send(&mut self, frame: &serde_json::Value) -> anyhow::Result<()> {
-        self.ws.send(Message::Text(frame.to_string().into())).await?;
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await?;
         Ok(())
     }
 

@@ -226,6 +226,32 @@ impl System {
     }
 }
 
+/// The AMQP URL the binaries use (same default, same override).
+pub fn amqp_url() -> String {
+    std::env::var("SLUICE_AMQP__URL")
+        .unwrap_or_else(|_| "amqp://sluice:sluice@127.0.0.1:55672/%2f".into())
+}
+
+/// Deletes the durable queues and exchanges a test system declared, so
+/// repeated runs do not pile them up on the broker.
+async fn delete_topology(prefix: &str) -> Result<(), lapin::Error> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let conn =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    for queue in [format!("{prefix}.jobs"), format!("{prefix}.jobs.dead")] {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await?;
+    }
+    for exchange in [format!("{prefix}.events"), format!("{prefix}.dlx")] {
+        channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await?;
+    }
+    conn.close(200, "test done".into()).await
+}
+
 impl Drop for System {
     fn drop(&mut self) {
         for child in [self.gateway.as_mut(), self.runner.as_mut()]
@@ -235,5 +261,24 @@ impl Drop for System {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Drop cannot await; a short-lived runtime on its own thread can.
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            let outcome = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), delete_topology(&prefix)).await
+            });
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("could not delete test topology {prefix}: {e}"),
+                Err(_) => eprintln!("deleting test topology {prefix} timed out"),
+            }
+        })
+        .join();
     }
 }

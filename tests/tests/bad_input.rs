@@ -19,7 +19,11 @@ fn options() -> SystemOptions {
 
 async fn expect_error(client: &mut Client, code: ErrorCode, reference: Option<&str>) {
     match client.next_frame().await {
-        ServerFrame::Error { code: got, reference: r, message } => {
+        ServerFrame::Error {
+            code: got,
+            reference: r,
+            message,
+        } => {
             assert_eq!(got, code, "{message}");
             assert_eq!(r.as_deref(), reference);
             assert!(!message.is_empty());
@@ -41,7 +45,9 @@ async fn bad_frames_get_error_frames_and_the_session_stays_up() {
     expect_error(&mut client, ErrorCode::BadRequest, None).await;
     client.ping(2).await;
 
-    client.send(json!({ "type": "submit", "ref": "k", "job": { "kind": "mine_coins", "args": {} } })).await;
+    client
+        .send(json!({ "type": "submit", "ref": "k", "job": { "kind": "mine_coins", "args": {} } }))
+        .await;
     expect_error(&mut client, ErrorCode::UnknownKind, Some("k")).await;
     client.ping(3).await;
 
@@ -73,13 +79,34 @@ async fn failed_jobs_report_bad_args_and_change_nothing() {
     let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("badjob"))).await;
     let base = 3_000_000i64;
     let cases = [
-        ("table", json!({ "table": "pg_authid", "key": ["id"], "rows": [{ "id": base, "value": "x" }] })),
-        ("column", json!({ "table": "items", "key": ["id"], "rows": [{ "id": base, "secret": "x" }] })),
-        ("type", json!({ "table": "items", "key": ["id"], "rows": [{ "id": base, "value": "ok" }, { "id": "two", "value": "x" }] })),
-        ("null", json!({ "table": "items", "key": ["id"], "rows": [{ "id": base, "value": "ok" }, { "id": base + 1, "value": null }] })),
-        ("dup", json!({ "table": "items", "key": ["id"], "rows": [{ "id": base, "value": "a" }, { "id": base, "value": "b" }] })),
-        ("key", json!({ "table": "items", "key": ["value"], "rows": [{ "id": base, "value": "a" }] })),
-        ("injection", json!({ "table": "items\"; DROP TABLE items; --", "key": ["id"], "rows": [{ "id": base, "value": "a" }] })),
+        (
+            "table",
+            json!({ "table": "pg_authid", "key": ["id"], "rows": [{ "id": base, "value": "x" }] }),
+        ),
+        (
+            "column",
+            json!({ "table": "items", "key": ["id"], "rows": [{ "id": base, "secret": "x" }] }),
+        ),
+        (
+            "type",
+            json!({ "table": "items", "key": ["id"], "rows": [{ "id": base, "value": "ok" }, { "id": "two", "value": "x" }] }),
+        ),
+        (
+            "null",
+            json!({ "table": "items", "key": ["id"], "rows": [{ "id": base, "value": "ok" }, { "id": base + 1, "value": null }] }),
+        ),
+        (
+            "dup",
+            json!({ "table": "items", "key": ["id"], "rows": [{ "id": base, "value": "a" }, { "id": base, "value": "b" }] }),
+        ),
+        (
+            "key",
+            json!({ "table": "items", "key": ["value"], "rows": [{ "id": base, "value": "a" }] }),
+        ),
+        (
+            "injection",
+            json!({ "table": "items\"; DROP TABLE items; --", "key": ["id"], "rows": [{ "id": base, "value": "a" }] }),
+        ),
     ];
     for (reference, args) in cases {
         let job = client.submit(reference, "batch_upsert", args).await;
@@ -87,10 +114,19 @@ async fn failed_jobs_report_bad_args_and_change_nothing() {
         let last = events.last().unwrap();
         assert_eq!(last.status, EventStatus::Failed, "{reference}: {events:?}");
         let error = last.error.as_ref().expect("failed event carries an error");
-        assert_eq!(error.code, ErrorCode::BadArgs, "{reference}: {}", error.message);
+        assert_eq!(
+            error.code,
+            ErrorCode::BadArgs,
+            "{reference}: {}",
+            error.message
+        );
     }
-    let rows: i64 = db().await
-        .query_one("SELECT count(*) FROM items WHERE id BETWEEN $1 AND $2", &[&base, &(base + 10)])
+    let rows: i64 = db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM items WHERE id BETWEEN $1 AND $2",
+            &[&base, &(base + 10)],
+        )
         .await
         .unwrap()
         .get(0);
@@ -108,7 +144,9 @@ async fn transport_violations_close_with_the_protocol_codes() {
     assert_eq!(big.expect_close().await, Some(1009), "oversized frame");
 
     let (mut binary, _) = Client::hello(&url, &token(&unique_user("bin"))).await;
-    binary.send_message(Message::Binary(Bytes::from_static(b"\x01\x02"))).await;
+    binary
+        .send_message(Message::Binary(Bytes::from_static(b"\x01\x02")))
+        .await;
     assert_eq!(binary.expect_close().await, Some(1003), "binary frame");
 
     // Meanwhile everyone else is served.
@@ -124,8 +162,14 @@ async fn authentication_failures_close_with_1008() {
 
     let cases = [
         ("missing token", json!({ "type": "hello" })),
-        ("garbage token", json!({ "type": "hello", "token": "abc.def.ghi" })),
-        ("expired token", json!({ "type": "hello", "token": token_with(&user, -10, None) })),
+        (
+            "garbage token",
+            json!({ "type": "hello", "token": "abc.def.ghi" }),
+        ),
+        (
+            "expired token",
+            json!({ "type": "hello", "token": token_with(&user, -10, None) }),
+        ),
         ("ping before hello", json!({ "type": "ping", "id": 1 })),
     ];
     for (what, hello) in cases {
@@ -141,13 +185,21 @@ async fn authentication_failures_close_with_1008() {
 
     // A bad Authorization header on the upgrade is refused at hello.
     let bad_header = format!("Bearer {}", token_with(&user, -10, None));
-    let mut client = Client::connect_with(&url, &[("authorization", &bad_header)]).await.unwrap();
+    let mut client = Client::connect_with(&url, &[("authorization", &bad_header)])
+        .await
+        .unwrap();
     client.send(json!({ "type": "hello" })).await;
-    assert_eq!(client.expect_close().await, Some(1008), "expired header token");
+    assert_eq!(
+        client.expect_close().await,
+        Some(1008),
+        "expired header token"
+    );
 
     // A good header token lets hello omit its own.
     let good_header = format!("Bearer {}", token(&user));
-    let mut client = Client::connect_with(&url, &[("authorization", &good_header)]).await.unwrap();
+    let mut client = Client::connect_with(&url, &[("authorization", &good_header)])
+        .await
+        .unwrap();
     client.send(json!({ "type": "hello" })).await;
     match client.receive(Duration::from_secs(10)).await {
         Received::Frame(ServerFrame::Welcome { user: got, .. }) => assert_eq!(got, user),

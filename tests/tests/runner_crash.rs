@@ -19,7 +19,11 @@ async fn killed_runner_job_completes_exactly_once_after_restart() {
         .map(|id| json!({ "id": id, "value": format!("{tag}-{id}") }))
         .collect();
     let job = client
-        .submit("crash", "batch_upsert", json!({ "table": "items", "key": ["id"], "rows": rows }))
+        .submit(
+            "crash",
+            "batch_upsert",
+            json!({ "table": "items", "key": ["id"], "rows": rows }),
+        )
         .await;
 
     // `running` is committed and published once the runner has claimed the job.
@@ -35,22 +39,39 @@ async fn killed_runner_job_completes_exactly_once_after_restart() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(status, "running", "the kill must land before the job finished");
+    assert_eq!(
+        status, "running",
+        "the kill must land before the job finished"
+    );
 
     system.start_runner();
     let events = client.events_until_terminal(job).await;
-    assert_eq!(events.last().unwrap().status, EventStatus::Done, "{events:?}");
-    assert_eq!(events.last().unwrap().result, Some(json!({ "rows": count })));
+    assert_eq!(
+        events.last().unwrap().status,
+        EventStatus::Done,
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().unwrap().result,
+        Some(json!({ "rows": count }))
+    );
 
     let row = conn
         .query_one("SELECT status, attempts FROM jobs WHERE id = $1", &[&job])
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "done");
-    assert_eq!(row.get::<_, i32>(1), 2, "delivered twice: once to the killed runner");
+    assert_eq!(
+        row.get::<_, i32>(1),
+        2,
+        "delivered twice: once to the killed runner"
+    );
 
     let stored: Vec<String> = conn
-        .query("SELECT status FROM events WHERE job_id = $1 ORDER BY seq", &[&job])
+        .query(
+            "SELECT status FROM events WHERE job_id = $1 ORDER BY seq",
+            &[&job],
+        )
         .await
         .unwrap()
         .into_iter()

@@ -40,7 +40,7 @@ where
                 Some(Ok(Message::Binary(_))) => {
                     return Err(End::close(1003, "binary frames are not accepted"));
                 }
-                Some(Ok(Message::Close(_))) => return Err(End::Gone),
+                Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
                 Some(Ok(_)) => continue, // control frames before hello
             };
             let hello = match ClientFrame::decode(&text) {

@@ -41,7 +41,9 @@ const GAP_WAIT: Duration = Duration::from_millis(300);
 pub(crate) enum End {
     /// Send a close frame with this code and reason.
     Close(u16, Cow<'static, str>),
-    /// The peer is gone (closed, reset); nothing left to send.
+    /// The client sent a close frame: complete the closing handshake.
+    ClientClosed,
+    /// The peer is gone (reset, vanished); nothing left to send.
     Gone,
 }
 
@@ -188,7 +190,7 @@ where
         match message {
             Message::Text(text) => self.on_text(&text).await,
             Message::Binary(_) => Err(End::close(1003, "binary frames are not accepted")),
-            Message::Close(_) => Err(End::Gone),
+            Message::Close(_) => Err(End::ClientClosed),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(()),
         }
     }
@@ -415,8 +417,14 @@ where
     }
 
     async fn close(&mut self, end: End) {
-        let End::Close(code, reason) = end else {
-            return;
+        let (code, reason) = match end {
+            End::Close(code, reason) => (code, reason),
+            End::ClientClosed => {
+                // tungstenite queued the close reply; flushing sends it.
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close()).await;
+                return;
+            }
+            End::Gone => return,
         };
         let mut reason = reason.into_owned();
         reason.truncate(120);
