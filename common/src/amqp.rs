@@ -9,6 +9,8 @@
 //!   jobs end up.
 //! - `<p>.events`: durable topic exchange; routing key = user id; body = the
 //!   encoded `event` frame. Each gateway binds its own queue to it.
+//! - `<p>.control`: durable fanout exchange of [`sluice_proto::ControlMessage`]s
+//!   (cancel requests); each runner binds its own queue to it.
 
 use std::time::Duration;
 
@@ -28,6 +30,7 @@ pub struct Topology {
     pub events_exchange: String,
     pub dead_exchange: String,
     pub dead_queue: String,
+    pub control_exchange: String,
 }
 
 impl Topology {
@@ -38,6 +41,7 @@ impl Topology {
             events_exchange: format!("{prefix}.events"),
             dead_exchange: format!("{prefix}.dlx"),
             dead_queue: format!("{prefix}.jobs.dead"),
+            control_exchange: format!("{prefix}.control"),
         }
     }
 
@@ -95,6 +99,21 @@ impl Topology {
         Ok(())
     }
 
+    /// Declares the control exchange. Idempotent.
+    pub async fn declare_control(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        channel
+            .exchange_declare(
+                self.control_exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+    }
+
     /// Declares the events exchange. Idempotent.
     pub async fn declare_events(&self, channel: &Channel) -> Result<(), lapin::Error> {
         channel
@@ -122,25 +141,14 @@ fn quorum_args() -> FieldTable {
 
 /// Connects, retrying every 500 ms for up to `patience` (the broker may
 /// still be starting). Channels recover on their own after a broker restart.
-pub async fn connect(
-    url: &str,
-    name: &str,
-    patience: Duration,
-) -> Result<Connection, lapin::Error> {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
+pub async fn connect(url: &str, name: &str, patience: Duration) -> Result<Connection, lapin::Error> {
+    crate::retry("connecting to the broker", patience, || {
         let props = ConnectionProperties::default()
             .with_connection_name(name.into())
             .enable_auto_recover();
-        match Connection::connect(url, props).await {
-            Ok(conn) => return Ok(conn),
-            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, "broker not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
+        Connection::connect(url, props)
+    })
+    .await
 }
 
 /// Why a publish was not confirmed.

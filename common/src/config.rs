@@ -6,6 +6,7 @@
 //! for example `SLUICE_GATEWAY__LISTEN=0.0.0.0:8080`. Every field is
 //! documented in `deploy/sluice.example.toml` and the README.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -164,6 +165,12 @@ pub struct RunnerConfig {
     pub max_attempts: u32,
     /// Pause before handing a transiently failed job back to the queue.
     pub retry_delay_ms: u64,
+    /// Time limit of a job whose kind has no limit of its own.
+    pub default_timeout_ms: u64,
+    /// Time limits by kind, e.g. `{ sleep = 60000 }`; over it a job fails with `timeout`.
+    pub kind_timeouts_ms: BTreeMap<String, u64>,
+    /// How long stored events are kept for resume.
+    pub event_retention_hours: u64,
 }
 
 impl Default for RunnerConfig {
@@ -175,6 +182,9 @@ impl Default for RunnerConfig {
             relay_interval_ms: 1_000,
             max_attempts: 5,
             retry_delay_ms: 1_000,
+            default_timeout_ms: 300_000,
+            kind_timeouts_ms: BTreeMap::new(),
+            event_retention_hours: 24,
         }
     }
 }
@@ -279,6 +289,29 @@ impl Config {
         if self.runner.max_attempts == 0 {
             return Err(invalid("runner.max_attempts", "must be at least 1"));
         }
+        for (kind, ms) in &self.runner.kind_timeouts_ms {
+            if sluice_proto::JobKind::parse(kind).is_none() {
+                return Err(invalid(
+                    "runner.kind_timeouts_ms",
+                    format!("`{kind}` is not a job kind"),
+                ));
+            }
+            if *ms == 0 {
+                return Err(invalid(
+                    "runner.kind_timeouts_ms",
+                    "limits must be positive",
+                ));
+            }
+        }
+        if self.runner.default_timeout_ms == 0 {
+            return Err(invalid("runner.default_timeout_ms", "must be positive"));
+        }
+        if self.runner.event_retention_hours == 0 {
+            return Err(invalid(
+                "runner.event_retention_hours",
+                "must be at least 1",
+            ));
+        }
         if self.gateway.heartbeat_ms < 100 {
             return Err(invalid("gateway.heartbeat_ms", "must be at least 100"));
         }
@@ -307,6 +340,18 @@ impl Config {
     /// True when the development JWT secret is in use (logged loudly).
     pub fn uses_dev_secret(&self) -> bool {
         self.auth.jwt_secret == DEV_JWT_SECRET
+    }
+}
+
+impl RunnerConfig {
+    /// The time limit of `kind`.
+    pub fn timeout(&self, kind: sluice_proto::JobKind) -> Duration {
+        Duration::from_millis(
+            self.kind_timeouts_ms
+                .get(kind.as_str())
+                .copied()
+                .unwrap_or(self.default_timeout_ms),
+        )
     }
 }
 

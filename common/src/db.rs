@@ -49,20 +49,12 @@ pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
 
 /// Waits until the database answers, up to `patience`.
 pub async fn wait_ready(pool: &Pool, patience: Duration) -> Result<(), DbError> {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        match pool.get().await {
-            Ok(client) => {
-                client.simple_query("SELECT 1").await?;
-                return Ok(());
-            }
-            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.into()),
-            Err(e) => {
-                tracing::warn!(error = %e, "database not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
+    crate::retry("reaching the database", patience, || async {
+        let client = pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok::<_, DbError>(())
+    })
+    .await
 }
 
 /// Applies pending migrations under an advisory lock. Idempotent.

@@ -12,16 +12,41 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
+use crate::api::error::ApiError;
 use crate::state::AppState;
 use crate::upgrade::ws_upgrade;
 
 /// The gateway's routes.
 pub fn router(state: Arc<AppState>) -> Router {
+    let (api, mut openapi) = crate::api::router();
+    openapi.paths.paths.extend(probes_doc().paths.paths);
+    let openapi = Arc::new(openapi);
     Router::new()
         .route("/v1/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .merge(api)
+        .fallback(no_route)
         .with_state(state)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz))]
+struct ProbesDoc;
+
+fn probes_doc() -> utoipa::openapi::OpenApi {
+    <ProbesDoc as utoipa::OpenApi>::openapi()
+}
+
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NoRoute(format!("{method} {}", uri.path()))
 }
 
 /// `{"error": {"code", "message"}}` with `status`.
@@ -32,11 +57,19 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> impl Int
     )
 }
 
+/// 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "the process is up")))]
 async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, Json(json!({ "status": "ok" })))
 }
 
 /// 200 when the broker and the database answer and the gateway is not draining.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "ready: broker and database reachable, not draining"),
+        (status = 503, description = "not ready; the body says why"),
+    ))]
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let draining = state.shutdown.is_cancelled();
     let broker = state.amqp.status().connected();

@@ -3,9 +3,11 @@
 //! session of their user. It never runs job work and never waits on it.
 //! See `docs/architecture.md`.
 
+pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod http;
+pub mod jobs;
 pub mod registry;
 pub mod session;
 pub mod state;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_common::amqp::{self, Topology};
+use sluice_common::publisher::EventPublisher;
 use sluice_common::{Config, db};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -44,12 +47,27 @@ pub async fn serve(
     db::migrate(&pool).await?;
 
     let topology = Topology::new(&config.amqp.prefix);
-    let conn = amqp::connect(&config.amqp.url, "sluice-gateway", START_PATIENCE).await?;
-    let jobs = broker::JobPublisher::open(
-        &conn,
-        &topology,
-        Duration::from_millis(config.amqp.publish_timeout_ms),
-    )
+    let publish_timeout = Duration::from_millis(config.amqp.publish_timeout_ms);
+    // Retried whole: a declare racing another client's on a new quorum queue
+    // can make RabbitMQ close the connection (see sluice-jobs' start-up).
+    let (conn, jobs, events) = sluice_common::retry("broker setup", START_PATIENCE, || async {
+        let conn = amqp::connect(&config.amqp.url, "sluice-gateway", START_PATIENCE).await?;
+        let setup = async {
+            let jobs = broker::JobPublisher::open(&conn, &topology, publish_timeout).await?;
+            let events_channel = amqp::confirm_channel(&conn).await?;
+            topology.declare_events(&events_channel).await?;
+            topology.declare_control(&events_channel).await?;
+            let events = EventPublisher::new(events_channel, &topology, publish_timeout);
+            Ok::<_, lapin::Error>((jobs, events))
+        };
+        match setup.await {
+            Ok((jobs, events)) => Ok((conn, jobs, events)),
+            Err(e) => {
+                let _ = conn.close(200, "setup failed".into()).await;
+                Err(e)
+            }
+        }
+    })
     .await?;
     let instance = config
         .gateway
@@ -67,6 +85,7 @@ pub async fn serve(
         verifier: auth::Verifier::new(&config.auth),
         registry: Arc::new(registry::Registry::default()),
         jobs,
+        events,
         pool,
         amqp: conn,
         shutdown: shutdown.clone(),

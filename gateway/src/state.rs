@@ -5,6 +5,7 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use lapin::Connection;
 use sluice_common::Config;
+use sluice_common::publisher::EventPublisher;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,6 +25,9 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Publishes submitted jobs with a confirm.
     pub jobs: JobPublisher,
+    /// Publishes events the gateway commits itself (a queued job cancelled)
+    /// and cancel requests to the runners.
+    pub events: EventPublisher,
     /// Reads of the event log (welcome, replay, gap reads).
     pub pool: Pool,
     /// The broker connection, watched by `/readyz`.

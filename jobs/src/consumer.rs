@@ -1,22 +1,68 @@
 //! The jobs consumer: one task per delivery, bounded by the prefetch, each
 //! acknowledged only after its outcome is committed.
+//!
+//! While a job works, three things race: the handler, a cancel request
+//! (from the control exchange), and the job's time limit. When the handler
+//! loses, its future is dropped, its query is cancelled on the server, its
+//! transaction rolled back, and the outcome (`cancelled`, or `failed` with
+//! `timeout`) is recorded. The pooled connection goes back healthy.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use sluice_common::config::RunnerConfig;
+use sluice_common::lifecycle::{self, Claim, Outcome};
+use sluice_common::publisher::EventPublisher;
 use sluice_proto::{ErrorCode, JobError, OwnedJobEnvelope};
+use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::error::JobFailure;
 use crate::handlers::{Handlers, JobContext};
-use crate::lifecycle::{self, Claim, Outcome};
-use crate::publisher::EventPublisher;
+
+/// Extra time the server-side `statement_timeout` allows beyond the job's
+/// limit: a backstop that only fires if this process stops enforcing it.
+const STATEMENT_TIMEOUT_SLACK: Duration = Duration::from_secs(2);
+
+/// Jobs this runner holds, with the token that cancels each.
+#[derive(Default)]
+pub struct InFlight {
+    /// A plain mutex: held only to insert, remove or look up, never across an await.
+    jobs: Mutex<HashMap<Uuid, CancellationToken>>,
+}
+
+impl InFlight {
+    fn enter(&self, job_id: Uuid) -> CancellationToken {
+        let token = CancellationToken::new();
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.insert(job_id, token.clone());
+        }
+        token
+    }
+
+    fn leave(&self, job_id: Uuid) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.remove(&job_id);
+        }
+    }
+
+    /// Cancels `job_id` if this runner holds it; returns whether it did.
+    pub fn cancel(&self, job_id: Uuid) -> bool {
+        let token = self
+            .jobs
+            .lock()
+            .ok()
+            .and_then(|jobs| jobs.get(&job_id).cloned());
+        token.map(|t| t.cancel()).is_some()
+    }
+}
 
 /// Everything a job task needs, shared by all of them.
 pub struct Runner {
@@ -24,6 +70,7 @@ pub struct Runner {
     pub handlers: Handlers,
     pub settings: RunnerConfig,
     pub events: Arc<EventPublisher>,
+    pub in_flight: Arc<InFlight>,
 }
 
 /// Takes deliveries until `shutdown` or until the consumer ends, then waits
@@ -73,7 +120,10 @@ async fn handle(runner: &Runner, delivery: Delivery) {
     };
     let span = tracing::info_span!("job", job_id = %job.job_id, kind = job.kind.as_str(), user = %job.user);
     async move {
-        match run_job(runner, &job).await {
+        let cancel = runner.in_flight.enter(job.job_id);
+        let outcome = run_job(runner, &job, &cancel).await;
+        runner.in_flight.leave(job.job_id);
+        match outcome {
             Ok(()) => {
                 if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
                     // The outcome is committed; a redelivery will be skipped.
@@ -97,9 +147,19 @@ async fn handle(runner: &Runner, delivery: Delivery) {
     .await
 }
 
+/// Why the handler did not finish.
+enum Interrupted {
+    Cancelled,
+    TimedOut(Duration),
+}
+
 /// One attempt at a job. `Ok` means its outcome is committed (or it had
 /// already ended) and the delivery may be acknowledged; `Err` means hand it back.
-async fn run_job(runner: &Runner, job: &OwnedJobEnvelope) -> Result<(), JobFailure> {
+async fn run_job(
+    runner: &Runner,
+    job: &OwnedJobEnvelope,
+    cancel: &CancellationToken,
+) -> Result<(), JobFailure> {
     let mut client = runner.pool.get().await?;
     let tx = client.transaction().await?;
     let claim = lifecycle::claim(&*tx, job, runner.settings.max_attempts).await?;
@@ -110,6 +170,7 @@ async fn run_job(runner: &Runner, job: &OwnedJobEnvelope) -> Result<(), JobFailu
             tracing::info!("job already ended; skipping redelivery");
             return Ok(());
         }
+        Claim::CancelRequested => Outcome::Cancelled,
         Claim::Exhausted { attempts } => {
             Outcome::Failed(lifecycle::exhausted_error(attempts, None))
         }
@@ -117,27 +178,39 @@ async fn run_job(runner: &Runner, job: &OwnedJobEnvelope) -> Result<(), JobFailu
             if let Some(event) = running {
                 runner.events.publish_stored(&**client, &event).await;
             }
-            tracing::info!(attempt, "running job");
+            let limit = runner.settings.timeout(job.kind);
+            tracing::info!(attempt, limit_ms = limit.as_millis() as u64, "running job");
             let started = std::time::Instant::now();
             let tx = client.transaction().await?;
-            let result = match runner.handlers.get(job.kind) {
-                Some(handler) => {
-                    handler
-                        .run(JobContext {
-                            tx: &tx,
-                            job,
-                            settings: &runner.settings,
-                            events: &runner.events,
-                        })
-                        .await
+            let statement_limit = (limit + STATEMENT_TIMEOUT_SLACK).as_millis();
+            tx.batch_execute(&format!("SET LOCAL statement_timeout = {statement_limit}"))
+                .await?;
+            let server_cancel = tx.cancel_token();
+            let work = async {
+                match runner.handlers.get(job.kind) {
+                    Some(handler) => {
+                        handler
+                            .run(JobContext {
+                                tx: &tx,
+                                job,
+                                settings: &runner.settings,
+                                events: &runner.events,
+                            })
+                            .await
+                    }
+                    None => Err(JobFailure::Permanent(JobError {
+                        code: ErrorCode::UnknownKind,
+                        message: format!("this runner has no handler for `{}`", job.kind.as_str()),
+                    })),
                 }
-                None => Err(JobFailure::Permanent(JobError {
-                    code: ErrorCode::UnknownKind,
-                    message: format!("this runner has no handler for `{}`", job.kind.as_str()),
-                })),
+            };
+            let result = tokio::select! {
+                result = work => Ok(result),
+                _ = cancel.cancelled() => Err(Interrupted::Cancelled),
+                _ = tokio::time::sleep(limit) => Err(Interrupted::TimedOut(limit)),
             };
             match result {
-                Ok(value) => {
+                Ok(Ok(value)) => {
                     let event = lifecycle::finish(&*tx, job, Outcome::Done(value)).await?;
                     tx.commit().await?;
                     tracing::info!(
@@ -147,12 +220,38 @@ async fn run_job(runner: &Runner, job: &OwnedJobEnvelope) -> Result<(), JobFailu
                     runner.events.publish_stored(&**client, &event).await;
                     return Ok(());
                 }
-                Err(JobFailure::Permanent(error)) => {
+                Ok(Err(JobFailure::Permanent(error))) => {
                     tx.rollback().await?;
                     tracing::info!(code = error.code.as_str(), message = %error.message, "job failed");
                     Outcome::Failed(error)
                 }
-                Err(transient) => return Err(transient),
+                Ok(Err(transient)) => return Err(transient),
+                Err(why) => {
+                    // The handler's future is gone; stop its query on the server too.
+                    if let Err(e) = server_cancel.cancel_query(NoTls).await {
+                        tracing::warn!(error = %e, "could not cancel the job's query");
+                    }
+                    tx.rollback().await?;
+                    match why {
+                        Interrupted::Cancelled => {
+                            tracing::info!(
+                                elapsed_ms = started.elapsed().as_millis() as u64,
+                                "job cancelled"
+                            );
+                            Outcome::Cancelled
+                        }
+                        Interrupted::TimedOut(limit) => {
+                            tracing::info!(limit_ms = limit.as_millis() as u64, "job timed out");
+                            Outcome::Failed(JobError {
+                                code: ErrorCode::Timeout,
+                                message: format!(
+                                    "job exceeded its time limit of {} ms",
+                                    limit.as_millis()
+                                ),
+                            })
+                        }
+                    }
+                }
             }
         }
     };

@@ -46,6 +46,14 @@ pub fn classify(e: &tokio_postgres::Error) -> JobFailure {
         return JobFailure::Transient(format!("database connection: {e}"));
     };
     let code = db.code().code();
+    if code == "57014" {
+        // query_canceled: the server-side statement_timeout backstop, or an
+        // operator's pg_cancel_backend. Either way the job is over its time.
+        return JobFailure::Permanent(sluice_proto::JobError {
+            code: sluice_proto::ErrorCode::Timeout,
+            message: format!("query cancelled by the server: {}", db.message()),
+        });
+    }
     let permanent = code.starts_with("22") // data exception: bad value
         || code.starts_with("23") // integrity constraint violation
         || code == "21000" // cardinality: same key twice in one batch

@@ -4,10 +4,9 @@
 
 pub mod catalog;
 pub mod consumer;
+pub mod control;
 pub mod error;
 pub mod handlers;
-pub mod lifecycle;
-pub mod publisher;
 pub mod relay;
 pub mod rows;
 
@@ -17,6 +16,7 @@ use std::time::Duration;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use sluice_common::amqp::{self, Topology};
+use sluice_common::publisher::EventPublisher;
 use sluice_common::{Config, db};
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +33,55 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The runner's AMQP side, set up as one unit so it can be retried whole.
+struct Broker {
+    conn: Arc<lapin::Connection>,
+    events_channel: lapin::Channel,
+    consumer: lapin::Consumer,
+}
+
+/// Connects, declares and starts consuming, retrying the whole sequence for
+/// up to [`START_PATIENCE`]. A retry is needed even with the broker up:
+/// RabbitMQ 3.10 answers a consume on a quorum queue that another client is
+/// declaring at the same moment with a hard INTERNAL_ERROR (its Raft
+/// process does not exist yet), which closes the connection.
+async fn connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<Broker> {
+    sluice_common::retry("broker setup", START_PATIENCE, || try_connect_broker(config, topology)).await
+}
+
+async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<Broker> {
+    let conn = amqp::connect(&config.amqp.url, "sluice-jobs", START_PATIENCE).await?;
+    let setup = async {
+        let events_channel = amqp::confirm_channel(&conn).await?;
+        topology.declare_events(&events_channel).await?;
+        let jobs_channel = conn.create_channel().await?;
+        topology.declare_jobs(&jobs_channel).await?;
+        jobs_channel
+            .basic_qos(config.runner.concurrency, BasicQosOptions::default())
+            .await?;
+        let consumer = jobs_channel
+            .basic_consume(
+                topology.jobs_queue.as_str().into(),
+                format!("sluice-jobs-{}", std::process::id()).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, lapin::Error>((events_channel, consumer))
+    };
+    match setup.await {
+        Ok((events_channel, consumer)) => Ok(Broker {
+            conn: Arc::new(conn),
+            events_channel,
+            consumer,
+        }),
+        Err(e) => {
+            let _ = conn.close(200, "setup failed".into()).await;
+            Err(e.into())
+        }
+    }
+}
+
 /// Runs the runner until `shutdown` is cancelled (or the broker consumer
 /// ends, which is an error so that a supervisor restarts the process).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -41,32 +90,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     db::migrate(&pool).await?;
 
     let topology = Topology::new(&config.amqp.prefix);
-    let conn = amqp::connect(&config.amqp.url, "sluice-jobs", START_PATIENCE).await?;
-    let events_channel = amqp::confirm_channel(&conn).await?;
-    topology.declare_events(&events_channel).await?;
-    let jobs_channel = conn.create_channel().await?;
-    topology.declare_jobs(&jobs_channel).await?;
-    jobs_channel
-        .basic_qos(config.runner.concurrency, BasicQosOptions::default())
-        .await?;
-    let consumer = jobs_channel
-        .basic_consume(
-            topology.jobs_queue.as_str().into(),
-            format!("sluice-jobs-{}", std::process::id()).into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let broker = connect_broker(&config, &topology).await?;
+    let conn = broker.conn;
+    let events_channel = broker.events_channel;
+    let consumer = broker.consumer;
 
-    let publisher = Arc::new(publisher::EventPublisher::new(
+    let publisher = Arc::new(EventPublisher::new(
         events_channel,
-        topology.events_exchange.clone(),
+        &topology,
         Duration::from_millis(config.amqp.publish_timeout_ms),
     ));
+    let in_flight = Arc::new(consumer::InFlight::default());
+    let control = {
+        let conn = conn.clone();
+        let topology = topology.clone();
+        let in_flight = in_flight.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = control::consume(&conn, &topology, in_flight).await {
+                // Without it cancels are missed: stop, so a supervisor restarts us.
+                tracing::error!(error = %e, "control consumer failed; shutting down");
+            }
+            shutdown.cancel();
+        })
+    };
     let relay = tokio::spawn(relay::run(
         pool.clone(),
         publisher.clone(),
         Duration::from_millis(config.runner.relay_interval_ms),
+        Duration::from_secs(config.runner.event_retention_hours * 3600),
         shutdown.clone(),
     ));
     tracing::info!(
@@ -79,10 +131,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         handlers: handlers::Handlers::builtin(),
         settings: config.runner.clone(),
         events: publisher,
+        in_flight,
     });
     let outcome = consumer::consume(runner, consumer, shutdown.clone(), SHUTDOWN_GRACE).await;
     shutdown.cancel();
     let _ = relay.await;
+    control.abort();
     let _ = conn.close(200, "runner stopping".into()).await;
     outcome
 }

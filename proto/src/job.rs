@@ -142,9 +142,27 @@ impl OwnedJobEnvelope {
     }
 }
 
+/// A message to every runner on the control exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControlMessage {
+    /// Stop this job if you are running it: cancel its query, roll back.
+    Cancel { job_id: Uuid },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_messages_round_trip() {
+        let m = ControlMessage::Cancel {
+            job_id: Uuid::nil(),
+        };
+        let bytes = serde_json::to_vec(&m).unwrap();
+        assert_eq!(serde_json::from_slice::<ControlMessage>(&bytes).unwrap(), m);
+        assert!(serde_json::from_slice::<ControlMessage>(b"{}").is_err());
+    }
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap()

@@ -13,7 +13,7 @@ pub mod server;
 pub use client::{ClientFrame, DecodeError, Hello, Resume, Submit};
 pub use codes::ErrorCode;
 pub use event::{EventFrame, EventHead, EventStatus, JobError, Progress};
-pub use job::{JobArgsError, JobEnvelope, JobKind, OwnedJobEnvelope};
+pub use job::{ControlMessage, JobArgsError, JobEnvelope, JobKind, OwnedJobEnvelope};
 pub use server::ServerFrame;
 
 /// Longest `ref` a client may attach to a `submit` (PROTOCOL.md: 64 chars).

@@ -66,6 +66,20 @@ impl Client {
         (client, welcome)
     }
 
+    /// Connects and sends `hello` with `resume.after`; returns the `welcome`.
+    pub async fn connect_and_resume(url: &str, token: &str, after: u64) -> (Client, ServerFrame) {
+        let mut client = Self::connect(url).await;
+        client
+            .send(json!({ "type": "hello", "token": token, "resume": { "session": "s", "after": after } }))
+            .await;
+        let welcome = client.next_frame().await;
+        assert!(
+            matches!(welcome, ServerFrame::Welcome { .. }),
+            "expected welcome, got {welcome:?}"
+        );
+        (client, welcome)
+    }
+
     /// Sends a JSON value as a text frame.
     pub async fn send(&mut self, frame: Value) {
         self.send_text(frame.to_string()).await;

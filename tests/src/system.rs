@@ -220,6 +220,11 @@ impl System {
         format!("ws://127.0.0.1:{}/v1/ws", self.port)
     }
 
+    /// `http://` base URL of the gateway.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
     /// Where this system's logs are.
     pub fn logs(&self) -> &Path {
         &self.logs

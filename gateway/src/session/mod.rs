@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use sluice_common::amqp::PublishError;
 use sluice_common::events;
-use sluice_proto::{ClientFrame, ErrorCode, EventHead, JobEnvelope, ServerFrame, Submit};
+use sluice_proto::{ClientFrame, ErrorCode, EventHead, ServerFrame, Submit};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -29,6 +28,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::{AuthError, Claims};
+use crate::jobs::{self, Cancelled, CommandError};
 use crate::registry::Delivery;
 use crate::state::AppState;
 use sequencer::{Gap, Sequencer};
@@ -58,7 +58,11 @@ enum TaskDone {
     Submitted {
         reference: String,
         job_id: Uuid,
-        result: Result<(), PublishError>,
+        result: Result<(), CommandError>,
+    },
+    CancelDone {
+        job_id: Uuid,
+        result: Result<Cancelled, CommandError>,
     },
     GapRead {
         gap: Gap,
@@ -217,15 +221,9 @@ where
                 self.refuse(None, ErrorCode::BadRequest, "already authenticated".into())
                     .await
             }
-            ClientFrame::Cancel { .. } => {
+            ClientFrame::Cancel { job_id } => {
                 self.bad_frames = 0;
-                let message = "cancel is not available in this version yet".to_owned();
-                self.send_frame(&ServerFrame::Error {
-                    reference: None,
-                    code: ErrorCode::BadRequest,
-                    message,
-                })
-                .await
+                self.cancel(&job_id).await
             }
         }
     }
@@ -260,38 +258,47 @@ where
                 .await;
         }
         let job_id = Uuid::now_v7();
-        let envelope = JobEnvelope {
-            job_id,
-            user: self.user.to_string(),
-            kind: submit.kind,
-            args: submit.args,
-            submitted_at_ms: sluice_common::now_ms(),
-        };
-        let body = match serde_json::to_vec(&envelope) {
-            Ok(body) => body,
-            Err(e) => {
-                return self
-                    .send_frame(&ServerFrame::Error {
-                        reference: Some(submit.reference),
-                        code: ErrorCode::Internal,
-                        message: format!("could not encode job: {e}"),
-                    })
-                    .await;
-            }
-        };
+        let args = submit.args.to_owned();
         self.seq.begin_submit(job_id);
         self.inflight += 1;
         let state = self.state.clone();
+        let user = self.user.clone();
         let done = self.tasks_tx.clone();
         let reference = submit.reference;
+        let kind = submit.kind;
         tokio::spawn(
             async move {
-                let result = state.jobs.publish(&body).await;
+                let result = jobs::submit(&state, job_id, &user, kind, &args).await;
                 let _ = done.send(TaskDone::Submitted {
                     reference,
                     job_id,
                     result,
                 });
+            }
+            .in_current_span(),
+        );
+        Ok(())
+    }
+
+    /// Cancels one of the user's jobs in the background; the `cancelled`
+    /// event arrives like any other event.
+    async fn cancel(&mut self, job_id: &str) -> Result<(), End> {
+        let Ok(job_id) = Uuid::parse_str(job_id) else {
+            return self
+                .send_frame(&ServerFrame::Error {
+                    reference: None,
+                    code: ErrorCode::NotFound,
+                    message: "no such job".into(),
+                })
+                .await;
+        };
+        let state = self.state.clone();
+        let user = self.user.clone();
+        let done = self.tasks_tx.clone();
+        tokio::spawn(
+            async move {
+                let result = jobs::cancel(&state, &user, job_id, false).await;
+                let _ = done.send(TaskDone::CancelDone { job_id, result });
             }
             .in_current_span(),
         );
@@ -320,6 +327,27 @@ where
                 };
                 self.send_frame(&frame).await?;
                 self.seq.end_submit(job_id, &mut out);
+            }
+            TaskDone::CancelDone { job_id, result } => {
+                let refusal = match result {
+                    Ok(Cancelled::Now | Cancelled::Requested) => None,
+                    Ok(Cancelled::AlreadyEnded(status)) => Some((
+                        ErrorCode::BadRequest,
+                        format!("job {job_id} already ended ({status})"),
+                    )),
+                    Err(CommandError::NotFound | CommandError::Conflict(_)) => {
+                        Some((ErrorCode::NotFound, "no such job".to_owned()))
+                    }
+                    Err(e) => Some((ErrorCode::Unavailable, format!("cancel failed: {e}"))),
+                };
+                if let Some((code, message)) = refusal {
+                    self.send_frame(&ServerFrame::Error {
+                        reference: None,
+                        code,
+                        message,
+                    })
+                    .await?;
+                }
             }
             TaskDone::GapRead { gap, rows } => {
                 self.gap_reading = false;

@@ -14,7 +14,7 @@ use sluice_common::config::RunnerConfig;
 use sluice_proto::{JobKind, OwnedJobEnvelope};
 
 use crate::error::JobFailure;
-use crate::publisher::EventPublisher;
+use sluice_common::publisher::EventPublisher;
 
 /// What a handler gets to do its work.
 pub struct JobContext<'a, 't> {

@@ -1,30 +1,49 @@
-//! Publishing job events to the events exchange after their commit.
+//! Publishing job events to the events exchange after their commit, and
+//! control messages (cancel) to every runner.
 
 use std::time::Duration;
 
 use lapin::Channel;
-use sluice_common::amqp::{self, Durability};
-use sluice_common::events::{self, StoredEvent};
+
+use crate::amqp::{self, Durability, PublishError};
+use crate::events::{self, StoredEvent};
 use sluice_proto::{EventFrame, EventStatus, Progress, ServerFrame};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 /// Sends events to `<prefix>.events`, routed by user id.
 pub struct EventPublisher {
-    /// A confirm-mode channel shared by every job task.
+    /// A confirm-mode channel shared by every task of the process.
     channel: Channel,
     exchange: String,
+    control_exchange: String,
     timeout: Duration,
 }
 
 impl EventPublisher {
-    /// A publisher on `channel` (which must be in confirm mode).
-    pub fn new(channel: Channel, exchange: String, timeout: Duration) -> Self {
+    /// A publisher on `channel` (which must be in confirm mode) for `topology`.
+    pub fn new(channel: Channel, topology: &amqp::Topology, timeout: Duration) -> Self {
         Self {
             channel,
-            exchange,
+            exchange: topology.events_exchange.clone(),
+            control_exchange: topology.control_exchange.clone(),
             timeout,
         }
+    }
+
+    /// Asks every runner to cancel `job_id` if it is running it.
+    pub async fn cancel(&self, job_id: Uuid) -> Result<(), PublishError> {
+        let body = serde_json::to_vec(&sluice_proto::ControlMessage::Cancel { job_id })
+            .unwrap_or_default();
+        amqp::publish_confirmed(
+            &self.channel,
+            &self.control_exchange,
+            "",
+            &body,
+            Durability::Transient,
+            self.timeout,
+        )
+        .await
     }
 
     /// Publishes a committed event and takes it out of the outbox, using the

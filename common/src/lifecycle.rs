@@ -1,0 +1,363 @@
+//! The job row: every read of it and every state change, each change
+//! inside the caller's transaction together with the event that reports it.
+//! The gateway creates, reads, lists, cancels and hides jobs; the runner
+//! claims and finishes them. This is the one place a status changes.
+
+use crate::events::{self, NewEvent, StoredEvent};
+use sluice_proto::{ErrorCode, EventStatus, JobError, OwnedJobEnvelope};
+use tokio_postgres::GenericClient;
+
+/// What claiming a delivered job found.
+#[derive(Debug)]
+pub enum Claim {
+    /// Run it. `running` is the event to publish after commit, absent when
+    /// the job was already running (a redelivery after a crash).
+    Run {
+        attempt: i32,
+        running: Option<StoredEvent>,
+    },
+    /// Already ended (done, failed or cancelled): acknowledge and skip.
+    Finished,
+    /// Delivered more often than `max_attempts`: fail it.
+    Exhausted { attempts: i32 },
+    /// Cancellation was requested while it was running (the runner that had
+    /// it died): record it as cancelled.
+    CancelRequested,
+}
+
+/// Marks the job running (creating its row on first sight) and counts the
+/// attempt. Locks the job row until commit.
+pub async fn claim<C: GenericClient>(
+    tx: &C,
+    job: &OwnedJobEnvelope,
+    max_attempts: u32,
+) -> Result<Claim, tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO jobs (id, user_id, kind, status) VALUES ($1, $2, $3, 'queued')
+         ON CONFLICT (id) DO NOTHING",
+        &[&job.job_id, &job.user, &job.kind.as_str()],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            "SELECT status, attempts, cancel_requested FROM jobs WHERE id = $1 FOR UPDATE",
+            &[&job.job_id],
+        )
+        .await?;
+    let status: String = row.get(0);
+    let attempts: i32 = row.get::<_, i32>(1) + 1;
+    let cancel_requested: bool = row.get(2);
+    if matches!(status.as_str(), "done" | "failed" | "cancelled") {
+        return Ok(Claim::Finished);
+    }
+    if cancel_requested {
+        return Ok(Claim::CancelRequested);
+    }
+    tx.execute(
+        "UPDATE jobs SET status = 'running', attempts = $2, updated_at = now() WHERE id = $1",
+        &[&job.job_id, &attempts],
+    )
+    .await?;
+    if attempts as u32 > max_attempts {
+        return Ok(Claim::Exhausted { attempts });
+    }
+    let running = if status == "running" {
+        None
+    } else {
+        Some(
+            events::append(
+                tx,
+                &job.user,
+                NewEvent {
+                    job_id: job.job_id,
+                    status: EventStatus::Running,
+                    result: None,
+                    error: None,
+                },
+            )
+            .await?,
+        )
+    };
+    Ok(Claim::Run {
+        attempt: attempts,
+        running,
+    })
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Done(serde_json::Value),
+    Failed(JobError),
+    Cancelled,
+}
+
+/// Records the job's end and appends its terminal event.
+pub async fn finish<C: GenericClient>(
+    tx: &C,
+    job: &OwnedJobEnvelope,
+    outcome: Outcome,
+) -> Result<StoredEvent, tokio_postgres::Error> {
+    finish_job(tx, job.job_id, &job.user, outcome).await
+}
+
+/// [`finish`] by id and user, for callers without the envelope.
+pub async fn finish_job<C: GenericClient>(
+    tx: &C,
+    job_id: uuid::Uuid,
+    user: &str,
+    outcome: Outcome,
+) -> Result<StoredEvent, tokio_postgres::Error> {
+    let (status, result, error) = match outcome {
+        Outcome::Done(result) => (EventStatus::Done, Some(result), None),
+        Outcome::Failed(error) => (EventStatus::Failed, None, Some(error)),
+        Outcome::Cancelled => (EventStatus::Cancelled, None, None),
+    };
+    let error_json = error
+        .as_ref()
+        .map(|e| serde_json::to_value(e).unwrap_or_default());
+    tx.execute(
+        "UPDATE jobs SET status = $2, result = $3, error = $4, updated_at = now() WHERE id = $1",
+        &[&job_id, &status.as_str(), &result, &error_json],
+    )
+    .await?;
+    events::append(
+        tx,
+        user,
+        NewEvent {
+            job_id,
+            status,
+            result,
+            error,
+        },
+    )
+    .await
+}
+
+/// The failure recorded for a job that used up its attempts.
+pub fn exhausted_error(attempts: i32, last: Option<&str>) -> JobError {
+    JobError {
+        code: ErrorCode::Internal,
+        message: match last {
+            Some(last) => format!("gave up after {attempts} attempts: {last}"),
+            None => format!("gave up after {attempts} attempts"),
+        },
+    }
+}
+
+/// A job as the HTTP API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobView {
+    pub id: uuid::Uuid,
+    pub kind: String,
+    /// `created`, `queued`, `running`, `done`, `failed` or `cancelled`.
+    pub status: String,
+    pub progress: Option<serde_json::Value>,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+const VIEW_COLUMNS: &str = "id, kind, status, progress, result, error, created_at, updated_at";
+
+impl JobView {
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        Self {
+            id: row.get(0),
+            kind: row.get(1),
+            status: row.get(2),
+            progress: row.get(3),
+            result: row.get(4),
+            error: row.get(5),
+            created_at: row.get(6),
+            updated_at: row.get(7),
+        }
+    }
+}
+
+/// The statuses a job row can have, for validating filters.
+pub const STATUSES: [&str; 6] = [
+    "created",
+    "queued",
+    "running",
+    "done",
+    "failed",
+    "cancelled",
+];
+
+/// Creates a job row before its message is published (`queued`), or to be
+/// run later (`created`, with its args kept until then).
+pub async fn create<C: GenericClient>(
+    client: &C,
+    job_id: uuid::Uuid,
+    user: &str,
+    kind: sluice_proto::JobKind,
+    status: &str,
+    args: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO jobs (id, user_id, kind, status, args) VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+            &[&job_id, &user, &kind.as_str(), &status, &args],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Forgets a job whose message never reached the broker (publish failed),
+/// unless a runner somehow already started it.
+pub async fn forget_unpublished<C: GenericClient>(
+    client: &C,
+    job_id: uuid::Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM jobs WHERE id = $1 AND status = 'queued' AND attempts = 0",
+            &[&job_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The user's visible job `job_id`; another user's job is simply not found.
+pub async fn get<C: GenericClient>(
+    client: &C,
+    user: &str,
+    job_id: uuid::Uuid,
+) -> Result<Option<JobView>, tokio_postgres::Error> {
+    let sql =
+        format!("SELECT {VIEW_COLUMNS} FROM jobs WHERE id = $1 AND user_id = $2 AND NOT hidden");
+    Ok(client
+        .query_opt(&sql, &[&job_id, &user])
+        .await?
+        .as_ref()
+        .map(JobView::from_row))
+}
+
+/// The user's visible jobs, newest first, optionally of one status.
+pub async fn list<C: GenericClient>(
+    client: &C,
+    user: &str,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<JobView>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {VIEW_COLUMNS} FROM jobs
+         WHERE user_id = $1 AND NOT hidden AND ($2::text IS NULL OR status = $2)
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    );
+    let rows = client.query(&sql, &[&user, &status, &limit]).await?;
+    Ok(rows.iter().map(JobView::from_row).collect())
+}
+
+/// What a cancel request found.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    /// No such job for this user (or it was deleted).
+    NotFound,
+    /// The job had already ended with this status; nothing changed.
+    AlreadyEnded(String),
+    /// The job had not started: it is now cancelled; publish this event.
+    Cancelled(StoredEvent),
+    /// The job is running: its runner must stop it and record `cancelled`.
+    Requested,
+}
+
+/// Cancels the user's job if it has not ended. Run in a transaction.
+pub async fn request_cancel<C: GenericClient>(
+    tx: &C,
+    user: &str,
+    job_id: uuid::Uuid,
+) -> Result<CancelOutcome, tokio_postgres::Error> {
+    let Some(row) = tx
+        .query_opt(
+            "SELECT status FROM jobs WHERE id = $1 AND user_id = $2 AND NOT hidden FOR UPDATE",
+            &[&job_id, &user],
+        )
+        .await?
+    else {
+        return Ok(CancelOutcome::NotFound);
+    };
+    let status: String = row.get(0);
+    match status.as_str() {
+        "done" | "failed" | "cancelled" => Ok(CancelOutcome::AlreadyEnded(status)),
+        "running" => {
+            tx.execute(
+                "UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1",
+                &[&job_id],
+            )
+            .await?;
+            Ok(CancelOutcome::Requested)
+        }
+        _ => Ok(CancelOutcome::Cancelled(
+            finish_job(tx, job_id, user, Outcome::Cancelled).await?,
+        )),
+    }
+}
+
+/// Hides the user's job from reads and listings (`DELETE /v1/jobs/{id}`).
+pub async fn hide<C: GenericClient>(
+    client: &C,
+    user: &str,
+    job_id: uuid::Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE jobs SET hidden = true, updated_at = now() WHERE id = $1 AND user_id = $2",
+            &[&job_id, &user],
+        )
+        .await?;
+    Ok(())
+}
+
+/// What `POST /v1/jobs/{id}/run` found.
+#[derive(Debug)]
+pub enum RunCheck {
+    NotFound,
+    /// Not in `created` any more; carries the current status.
+    Conflict(String),
+    /// Ready to publish; the row is locked until the caller's commit.
+    Ready {
+        kind: sluice_proto::JobKind,
+        args: String,
+    },
+}
+
+/// Locks a `created` job of the user for publishing. Run in a transaction.
+pub async fn check_run<C: GenericClient>(
+    tx: &C,
+    user: &str,
+    job_id: uuid::Uuid,
+) -> Result<RunCheck, tokio_postgres::Error> {
+    let Some(row) = tx
+        .query_opt(
+            "SELECT status, kind, args::text FROM jobs
+             WHERE id = $1 AND user_id = $2 AND NOT hidden FOR UPDATE",
+            &[&job_id, &user],
+        )
+        .await?
+    else {
+        return Ok(RunCheck::NotFound);
+    };
+    let status: String = row.get(0);
+    let kind = sluice_proto::JobKind::parse(row.get::<_, &str>(1));
+    let args: Option<String> = row.get(2);
+    match (status.as_str(), kind, args) {
+        ("created", Some(kind), Some(args)) => Ok(RunCheck::Ready { kind, args }),
+        _ => Ok(RunCheck::Conflict(status)),
+    }
+}
+
+/// Marks a locked `created` job as published.
+pub async fn mark_queued<C: GenericClient>(
+    tx: &C,
+    job_id: uuid::Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1",
+        &[&job_id],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! `/v1/jobs`: create, run, read, list and delete jobs over HTTP, for
+//! services and scripts that do not hold a socket. Jobs created here send
+//! their events to the user's WebSocket sessions like any other.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sluice_common::lifecycle::{self, JobView};
+use sluice_proto::JobKind;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::AuthUser;
+use super::error::{ApiError, ErrorBody};
+use crate::jobs::{self, Cancelled};
+use crate::state::AppState;
+
+/// Listing size when `limit` is not given.
+const DEFAULT_LIMIT: i64 = 50;
+/// Largest listing; bigger `limit`s are capped to it.
+const MAX_LIMIT: i64 = 500;
+
+/// `POST /v1/jobs` body.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the body; it is parsed with raw args by `CreateWire`
+pub struct CreateJob {
+    /// `batch_upsert` or `sleep`.
+    kind: String,
+    /// The kind's args (see docs/protocol.md).
+    #[schema(value_type = Object)]
+    args: serde_json::Value,
+    /// Queue it now (default) or keep it `created` until `POST /v1/jobs/{id}/run`.
+    run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct CreateWire<'a> {
+    kind: String,
+    #[serde(borrow)]
+    args: Option<&'a RawValue>,
+    run: Option<bool>,
+}
+
+/// A job's id and status after a command.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobRef {
+    pub id: Uuid,
+    /// `created`, `queued`, `running`, `done`, `failed` or `cancelled`.
+    pub status: String,
+    /// Present on `DELETE` of a running job: its runner was asked to stop
+    /// and a `cancelled` event follows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_requested: Option<bool>,
+}
+
+/// A job as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Job {
+    pub id: Uuid,
+    pub kind: String,
+    pub status: String,
+    #[schema(value_type = Option<Object>)]
+    pub progress: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<JobView> for Job {
+    fn from(v: JobView) -> Self {
+        Self {
+            id: v.id,
+            kind: v.kind,
+            status: v.status,
+            progress: v.progress,
+            result: v.result,
+            error: v.error,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+        }
+    }
+}
+
+/// `GET /v1/jobs` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+}
+
+/// `GET /v1/jobs` query.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Only jobs with this status.
+    status: Option<String>,
+    /// At most this many (default 50, capped at 500).
+    limit: Option<String>,
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::BadId(id.chars().take(64).collect()))
+}
+
+/// Create a job, queued at once unless `run` is false.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body = CreateJob,
+    responses(
+        (status = 201, description = "created (and queued unless run is false)", body = JobRef,
+            headers(("Location" = String, description = "the job's URL"))),
+        (status = 400, description = "bad_request, unknown_kind or bad_args", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 413, description = "body over max_message_bytes", body = ErrorBody),
+        (status = 503, description = "broker or database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn create_job(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = state.config.gateway.max_message_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::TooLarge(limit));
+    }
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::TooLarge(limit))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let wire: CreateWire<'_> = serde_json::from_str(text)
+        .map_err(|e| ApiError::BadRequest(format!("body must be {{kind, args, run}}: {e}")))?;
+    let kind =
+        JobKind::parse(&wire.kind).ok_or_else(|| ApiError::UnknownKind(wire.kind.clone()))?;
+    let args = wire
+        .args
+        .ok_or_else(|| ApiError::BadArgs("`args` is missing".into()))?;
+    kind.check_args(args)
+        .map_err(|e| ApiError::BadArgs(e.to_string()))?;
+
+    let job_id = Uuid::now_v7();
+    let status = if wire.run.unwrap_or(true) {
+        jobs::submit(&state, job_id, &user, kind, args).await?;
+        "queued"
+    } else {
+        jobs::create(&state, job_id, &user, kind, args).await?;
+        "created"
+    };
+    let location = format!("/v1/jobs/{job_id}");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(JobRef {
+            id: job_id,
+            status: status.into(),
+            cancel_requested: None,
+        }),
+    ))
+}
+
+/// Queue a job created with `run: false`.
+#[utoipa::path(post, path = "/v1/jobs/{id}/run", tag = "jobs",
+    params(("id" = String, Path, description = "job id (UUID)")),
+    responses(
+        (status = 202, description = "queued", body = JobRef),
+        (status = 400, description = "bad_id", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 404, description = "no such job of this user", body = ErrorBody),
+        (status = 409, description = "already queued or finished", body = ErrorBody),
+        (status = 503, description = "broker or database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn run_job(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let job_id = parse_id(&id)?;
+    jobs::run_created(&state, &user, job_id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(JobRef {
+            id: job_id,
+            status: "queued".into(),
+            cancel_requested: None,
+        }),
+    ))
+}
+
+/// Read one of your jobs.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "job id (UUID)")),
+    responses(
+        (status = 200, description = "the job", body = Job),
+        (status = 400, description = "bad_id", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 404, description = "no such job of this user", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_job(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    let job_id = parse_id(&id)?;
+    let client = state.pool.get().await?;
+    let job = lifecycle::get(&**client, &user, job_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(job.into()))
+}
+
+/// List your jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "your jobs", body = JobList),
+        (status = 400, description = "bad status or limit", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn list_jobs(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<JobList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if let Some(status) = &query.status
+        && !lifecycle::STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "status must be one of {}",
+            lifecycle::STATUSES.join(", ")
+        )));
+    }
+    let limit = match &query.limit {
+        None => DEFAULT_LIMIT,
+        Some(text) => match text.parse::<i64>() {
+            Ok(n) if n >= 1 => n.min(MAX_LIMIT),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "limit must be a positive integer".into(),
+                ));
+            }
+        },
+    };
+    let client = state.pool.get().await?;
+    let jobs = lifecycle::list(&**client, &user, query.status.as_deref(), limit).await?;
+    Ok(Json(JobList {
+        jobs: jobs.into_iter().map(Job::from).collect(),
+    }))
+}
+
+/// Cancel a job if it has not finished, then hide it.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "job id (UUID)")),
+    responses(
+        (status = 200, description = "cancelled if it was not finished, and hidden", body = JobRef),
+        (status = 400, description = "bad_id", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 404, description = "no such job of this user", body = ErrorBody),
+        (status = 503, description = "database or broker unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn delete_job(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<JobRef>, ApiError> {
+    let job_id = parse_id(&id)?;
+    let (status, cancel_requested) = match jobs::cancel(&state, &user, job_id, true).await? {
+        Cancelled::Now => ("cancelled".to_owned(), None),
+        Cancelled::Requested => ("running".to_owned(), Some(true)),
+        Cancelled::AlreadyEnded(status) => (status, None),
+    };
+    Ok(Json(JobRef {
+        id: job_id,
+        status,
+        cancel_requested,
+    }))
+}

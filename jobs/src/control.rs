@@ -1,0 +1,66 @@
+//! The runner's control queue: cancel requests broadcast by gateways.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use lapin::Connection;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use sluice_common::amqp::Topology;
+use sluice_proto::ControlMessage;
+
+use crate::consumer::InFlight;
+
+/// Consumes this runner's own queue on the control exchange until the
+/// connection ends, cancelling the jobs it is asked to.
+pub async fn consume(
+    conn: &Connection,
+    topology: &Topology,
+    in_flight: Arc<InFlight>,
+) -> Result<(), lapin::Error> {
+    let channel = conn.create_channel().await?;
+    topology.declare_control(&channel).await?;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            topology.control_exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    while let Some(next) = consumer.next().await {
+        let message = next?;
+        match serde_json::from_slice::<ControlMessage>(&message.data) {
+            Ok(ControlMessage::Cancel { job_id }) => {
+                if in_flight.cancel(job_id) {
+                    tracing::info!(%job_id, "cancel requested for a job this runner holds");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ignoring undecodable control message"),
+        }
+    }
+    Ok(())
+}
