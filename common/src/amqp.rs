@@ -20,6 +20,10 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
+/// Longest one attempt at connecting and declaring may take before it is
+/// abandoned and retried (a healthy one takes milliseconds).
+pub const SETUP_ATTEMPT: Duration = Duration::from_secs(5);
+
 /// Redeliveries after which the broker dead-letters a job on its own.
 pub const DELIVERY_LIMIT: i32 = 20;
 
@@ -141,7 +145,11 @@ fn quorum_args() -> FieldTable {
 
 /// Connects, retrying every 500 ms for up to `patience` (the broker may
 /// still be starting). Channels recover on their own after a broker restart.
-pub async fn connect(url: &str, name: &str, patience: Duration) -> Result<Connection, lapin::Error> {
+pub async fn connect(
+    url: &str,
+    name: &str,
+    patience: Duration,
+) -> Result<Connection, lapin::Error> {
     crate::retry("connecting to the broker", patience, || {
         let props = ConnectionProperties::default()
             .with_connection_name(name.into())

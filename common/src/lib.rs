@@ -23,7 +23,11 @@ pub fn now_ms() -> u64 {
 /// Runs `attempt` until it succeeds, every 500 ms for up to `patience`,
 /// logging each failure with `what`. For start-up, when a dependency may
 /// still be starting.
-pub async fn retry<T, E, F, Fut>(what: &str, patience: std::time::Duration, mut attempt: F) -> Result<T, E>
+pub async fn retry<T, E, F, Fut>(
+    what: &str,
+    patience: std::time::Duration,
+    mut attempt: F,
+) -> Result<T, E>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,

@@ -51,22 +51,12 @@ pub async fn serve(
     // Retried whole: a declare racing another client's on a new quorum queue
     // can make RabbitMQ close the connection (see sluice-jobs' start-up).
     let (conn, jobs, events) = sluice_common::retry("broker setup", START_PATIENCE, || async {
-        let conn = amqp::connect(&config.amqp.url, "sluice-gateway", START_PATIENCE).await?;
-        let setup = async {
-            let jobs = broker::JobPublisher::open(&conn, &topology, publish_timeout).await?;
-            let events_channel = amqp::confirm_channel(&conn).await?;
-            topology.declare_events(&events_channel).await?;
-            topology.declare_control(&events_channel).await?;
-            let events = EventPublisher::new(events_channel, &topology, publish_timeout);
-            Ok::<_, lapin::Error>((jobs, events))
-        };
-        match setup.await {
-            Ok((jobs, events)) => Ok((conn, jobs, events)),
-            Err(e) => {
-                let _ = conn.close(200, "setup failed".into()).await;
-                Err(e)
-            }
-        }
+        tokio::time::timeout(
+            amqp::SETUP_ATTEMPT,
+            connect_broker(&config, &topology, publish_timeout),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("broker setup took over {:?}", amqp::SETUP_ATTEMPT))?
     })
     .await?;
     let instance = config
@@ -134,4 +124,29 @@ pub async fn serve(
     events.abort();
     let _ = state.amqp.close(200, "gateway stopping".into()).await;
     Ok(())
+}
+
+/// Connects to the broker and opens the gateway's publishers; one attempt.
+async fn connect_broker(
+    config: &Config,
+    topology: &Topology,
+    publish_timeout: Duration,
+) -> anyhow::Result<(lapin::Connection, broker::JobPublisher, EventPublisher)> {
+    // One try: the caller retries the whole setup.
+    let conn = amqp::connect(&config.amqp.url, "sluice-gateway", Duration::ZERO).await?;
+    let setup = async {
+        let jobs = broker::JobPublisher::open(&conn, topology, publish_timeout).await?;
+        let events_channel = amqp::confirm_channel(&conn).await?;
+        topology.declare_events(&events_channel).await?;
+        topology.declare_control(&events_channel).await?;
+        let events = EventPublisher::new(events_channel, topology, publish_timeout);
+        Ok::<_, lapin::Error>((jobs, events))
+    };
+    match setup.await {
+        Ok((jobs, events)) => Ok((conn, jobs, events)),
+        Err(e) => {
+            let _ = conn.close(200, "setup failed".into()).await;
+            Err(e.into())
+        }
+    }
 }

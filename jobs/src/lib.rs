@@ -46,11 +46,19 @@ struct Broker {
 /// declaring at the same moment with a hard INTERNAL_ERROR (its Raft
 /// process does not exist yet), which closes the connection.
 async fn connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<Broker> {
-    sluice_common::retry("broker setup", START_PATIENCE, || try_connect_broker(config, topology)).await
+    sluice_common::retry("broker setup", START_PATIENCE, || async {
+        // An operation on a connection the broker closed with a hard error
+        // can wait forever for a recovery that never comes: bound each try.
+        tokio::time::timeout(amqp::SETUP_ATTEMPT, try_connect_broker(config, topology))
+            .await
+            .map_err(|_| anyhow::anyhow!("broker setup took over {:?}", amqp::SETUP_ATTEMPT))?
+    })
+    .await
 }
 
 async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<Broker> {
-    let conn = amqp::connect(&config.amqp.url, "sluice-jobs", START_PATIENCE).await?;
+    // One try: the caller retries the whole setup.
+    let conn = amqp::connect(&config.amqp.url, "sluice-jobs", Duration::ZERO).await?;
     let setup = async {
         let events_channel = amqp::confirm_channel(&conn).await?;
         topology.declare_events(&events_channel).await?;
