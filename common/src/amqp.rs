@@ -230,3 +230,71 @@ pub async fn confirm_channel(conn: &Connection) -> Result<Channel, lapin::Error>
         .await?;
     Ok(channel)
 }
+
+/// A confirm-mode channel for publishing that replaces itself after a
+/// failed publish.
+///
+/// lapin's automatic recovery reopens channels after the connection is lost
+/// and restored. A channel the broker closes because of a channel error
+/// (publishing to an exchange that was deleted, say) stays closed, and a
+/// publish that timed out leaves its confirm unaccounted for. So after any
+/// failed publish the channel is dropped and the next publish opens a new
+/// one; opening a channel costs one round trip.
+pub struct ConfirmChannel {
+    conn: std::sync::Arc<Connection>,
+    /// The channel in use; `None` once discarded, until the next publish.
+    current: tokio::sync::Mutex<Option<Channel>>,
+}
+
+impl ConfirmChannel {
+    /// Opens the first channel.
+    pub async fn open(conn: std::sync::Arc<Connection>) -> Result<Self, lapin::Error> {
+        let channel = confirm_channel(&conn).await?;
+        Ok(Self {
+            conn,
+            current: tokio::sync::Mutex::new(Some(channel)),
+        })
+    }
+
+    /// Whether publishing can be expected to work now.
+    pub fn is_ready(&self) -> bool {
+        self.conn.status().connected()
+    }
+
+    async fn channel(&self) -> Result<Channel, lapin::Error> {
+        let mut current = self.current.lock().await;
+        if let Some(channel) = current.as_ref() {
+            return Ok(channel.clone());
+        }
+        let channel = confirm_channel(&self.conn).await?;
+        *current = Some(channel.clone());
+        Ok(channel)
+    }
+
+    async fn discard(&self, failed: &Channel) {
+        let mut current = self.current.lock().await;
+        if current.as_ref().is_some_and(|c| c.id() == failed.id()) {
+            *current = None;
+        }
+    }
+
+    /// Publishes and waits for the confirm, all within `timeout`.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        durability: Durability,
+        timeout: Duration,
+    ) -> Result<(), PublishError> {
+        let channel = tokio::time::timeout(timeout, self.channel())
+            .await
+            .map_err(|_| PublishError::Timeout(timeout))??;
+        let outcome =
+            publish_confirmed(&channel, exchange, routing_key, body, durability, timeout).await;
+        if outcome.is_err() {
+            self.discard(&channel).await;
+        }
+        outcome
+    }
+}

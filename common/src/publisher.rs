@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use lapin::Channel;
-
-use crate::amqp::{self, Durability, PublishError};
+use crate::amqp::{self, ConfirmChannel, Durability, PublishError};
 use crate::events::{self, StoredEvent};
 use sluice_proto::{EventFrame, EventStatus, Progress, ServerFrame};
 use tokio_postgres::GenericClient;
@@ -13,16 +11,16 @@ use uuid::Uuid;
 
 /// Sends events to `<prefix>.events`, routed by user id.
 pub struct EventPublisher {
-    /// A confirm-mode channel shared by every task of the process.
-    channel: Channel,
+    /// Confirm-mode publishing shared by every task of the process.
+    channel: ConfirmChannel,
     exchange: String,
     control_exchange: String,
     timeout: Duration,
 }
 
 impl EventPublisher {
-    /// A publisher on `channel` (which must be in confirm mode) for `topology`.
-    pub fn new(channel: Channel, topology: &amqp::Topology, timeout: Duration) -> Self {
+    /// A publisher on `channel` for `topology`.
+    pub fn new(channel: ConfirmChannel, topology: &amqp::Topology, timeout: Duration) -> Self {
         Self {
             channel,
             exchange: topology.events_exchange.clone(),
@@ -31,34 +29,40 @@ impl EventPublisher {
         }
     }
 
+    /// Whether the publishing channel is open (not recovering).
+    pub fn is_ready(&self) -> bool {
+        self.channel.is_ready()
+    }
+
     /// Asks every runner to cancel `job_id` if it is running it.
     pub async fn cancel(&self, job_id: Uuid) -> Result<(), PublishError> {
         let body = serde_json::to_vec(&sluice_proto::ControlMessage::Cancel { job_id })
             .unwrap_or_default();
-        amqp::publish_confirmed(
-            &self.channel,
-            &self.control_exchange,
-            "",
-            &body,
-            Durability::Transient,
-            self.timeout,
-        )
-        .await
+        self.channel
+            .publish(
+                &self.control_exchange,
+                "",
+                &body,
+                Durability::Transient,
+                self.timeout,
+            )
+            .await
     }
 
     /// Publishes a committed event and takes it out of the outbox, using the
     /// caller's connection. On failure the event stays in the outbox and the
     /// relay publishes it later; returns whether it went out now.
     pub async fn publish_stored<C: GenericClient>(&self, client: &C, event: &StoredEvent) -> bool {
-        let sent = amqp::publish_confirmed(
-            &self.channel,
-            &self.exchange,
-            &event.user,
-            event.frame.as_bytes(),
-            Durability::Transient,
-            self.timeout,
-        )
-        .await;
+        let sent = self
+            .channel
+            .publish(
+                &self.exchange,
+                &event.user,
+                event.frame.as_bytes(),
+                Durability::Transient,
+                self.timeout,
+            )
+            .await;
         if let Err(e) = sent {
             tracing::warn!(seq = event.seq, error = %e, "event publish failed; the relay will retry");
             return false;
@@ -82,15 +86,16 @@ impl EventPublisher {
             error: None,
         })
         .encode();
-        if let Err(e) = amqp::publish_confirmed(
-            &self.channel,
-            &self.exchange,
-            user,
-            frame.as_bytes(),
-            Durability::Transient,
-            self.timeout,
-        )
-        .await
+        if let Err(e) = self
+            .channel
+            .publish(
+                &self.exchange,
+                user,
+                frame.as_bytes(),
+                Durability::Transient,
+                self.timeout,
+            )
+            .await
         {
             tracing::debug!(error = %e, "progress event dropped");
         }

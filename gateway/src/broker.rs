@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use lapin::Connection;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection};
-use sluice_common::amqp::{self, Durability, PublishError, Topology};
+use sluice_common::amqp::{ConfirmChannel, Durability, PublishError, Topology};
 use sluice_proto::EventHead;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -17,9 +17,9 @@ use crate::registry::{Delivery, Registry};
 
 /// Publishes job envelopes to the jobs queue.
 pub struct JobPublisher {
-    /// Confirm-mode channel shared by all sessions; confirms are matched
+    /// Confirm-mode publishing shared by all sessions; confirms are matched
     /// per message by lapin.
-    channel: Channel,
+    channel: ConfirmChannel,
     queue: String,
     timeout: Duration,
 }
@@ -27,30 +27,30 @@ pub struct JobPublisher {
 impl JobPublisher {
     /// Opens a confirm channel on `conn` and declares the jobs queue.
     pub async fn open(
-        conn: &Connection,
+        conn: &Arc<Connection>,
         topology: &Topology,
         timeout: Duration,
     ) -> Result<Self, lapin::Error> {
-        let channel = amqp::confirm_channel(conn).await?;
-        topology.declare_jobs(&channel).await?;
+        let declare = conn.create_channel().await?;
+        topology.declare_jobs(&declare).await?;
+        let _ = declare.close(200, "declared".into()).await;
         Ok(Self {
-            channel,
+            channel: ConfirmChannel::open(conn.clone()).await?,
             queue: topology.jobs_queue.clone(),
             timeout,
         })
     }
 
+    /// Whether the publishing channel is open (not recovering).
+    pub fn is_ready(&self) -> bool {
+        self.channel.is_ready()
+    }
+
     /// Publishes one encoded job; `Ok` means the broker has it durably.
     pub async fn publish(&self, body: &[u8]) -> Result<(), PublishError> {
-        amqp::publish_confirmed(
-            &self.channel,
-            "",
-            &self.queue,
-            body,
-            Durability::Persistent,
-            self.timeout,
-        )
-        .await
+        self.channel
+            .publish("", &self.queue, body, Durability::Persistent, self.timeout)
+            .await
     }
 }
 

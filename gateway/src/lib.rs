@@ -131,15 +131,20 @@ async fn connect_broker(
     config: &Config,
     topology: &Topology,
     publish_timeout: Duration,
-) -> anyhow::Result<(lapin::Connection, broker::JobPublisher, EventPublisher)> {
+) -> anyhow::Result<(Arc<lapin::Connection>, broker::JobPublisher, EventPublisher)> {
     // One try: the caller retries the whole setup.
-    let conn = amqp::connect(&config.amqp.url, "sluice-gateway", Duration::ZERO).await?;
+    let conn = Arc::new(amqp::connect(&config.amqp.url, "sluice-gateway", Duration::ZERO).await?);
     let setup = async {
         let jobs = broker::JobPublisher::open(&conn, topology, publish_timeout).await?;
-        let events_channel = amqp::confirm_channel(&conn).await?;
-        topology.declare_events(&events_channel).await?;
-        topology.declare_control(&events_channel).await?;
-        let events = EventPublisher::new(events_channel, topology, publish_timeout);
+        let declare = conn.create_channel().await?;
+        topology.declare_events(&declare).await?;
+        topology.declare_control(&declare).await?;
+        let _ = declare.close(200, "declared".into()).await;
+        let events = EventPublisher::new(
+            amqp::ConfirmChannel::open(conn.clone()).await?,
+            topology,
+            publish_timeout,
+        );
         Ok::<_, lapin::Error>((jobs, events))
     };
     match setup.await {

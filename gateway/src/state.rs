@@ -31,7 +31,7 @@ pub struct AppState {
     /// Reads of the event log (welcome, replay, gap reads).
     pub pool: Pool,
     /// The broker connection, watched by `/readyz`.
-    pub amqp: Connection,
+    pub amqp: Arc<Connection>,
     /// Cancelled when the gateway drains; sessions close with 1012.
     pub shutdown: CancellationToken,
     /// Every session task, so shutdown can wait for them to finish.

@@ -20,9 +20,16 @@ pub async fn consume(
 ) -> Result<(), lapin::Error> {
     let channel = conn.create_channel().await?;
     topology.declare_control(&channel).await?;
+    // Named by us, not by the server: lapin re-declares it after a broker
+    // restart, and a server-named (`amq.gen-*`) queue may not be re-declared.
+    let name = format!(
+        "{}.{}",
+        topology.control_exchange,
+        uuid::Uuid::new_v4().simple()
+    );
     let queue = channel
         .queue_declare(
-            "".into(),
+            name.as_str().into(),
             QueueDeclareOptions {
                 exclusive: true,
                 auto_delete: true,

@@ -36,7 +36,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 /// The runner's AMQP side, set up as one unit so it can be retried whole.
 struct Broker {
     conn: Arc<lapin::Connection>,
-    events_channel: lapin::Channel,
+    events_channel: amqp::ConfirmChannel,
     consumer: lapin::Consumer,
 }
 
@@ -58,10 +58,12 @@ async fn connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<
 
 async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<Broker> {
     // One try: the caller retries the whole setup.
-    let conn = amqp::connect(&config.amqp.url, "sluice-jobs", Duration::ZERO).await?;
+    let conn = Arc::new(amqp::connect(&config.amqp.url, "sluice-jobs", Duration::ZERO).await?);
     let setup = async {
-        let events_channel = amqp::confirm_channel(&conn).await?;
-        topology.declare_events(&events_channel).await?;
+        let events_channel = amqp::ConfirmChannel::open(conn.clone()).await?;
+        let declare = conn.create_channel().await?;
+        topology.declare_events(&declare).await?;
+        let _ = declare.close(200, "declared".into()).await;
         let jobs_channel = conn.create_channel().await?;
         topology.declare_jobs(&jobs_channel).await?;
         jobs_channel
@@ -79,7 +81,7 @@ async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Res
     };
     match setup.await {
         Ok((events_channel, consumer)) => Ok(Broker {
-            conn: Arc::new(conn),
+            conn,
             events_channel,
             consumer,
         }),

@@ -231,6 +231,21 @@ impl System {
     }
 }
 
+/// Runs `deploy/services.sh <args>` (restarts and kills the private
+/// PostgreSQL and RabbitMQ for real); panics if it fails.
+pub fn services(args: &[&str]) {
+    let script = std::env::var("SLUICE_SERVICES_SH").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/services.sh").to_owned()
+    });
+    let status = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(status.success(), "{script} {args:?} failed: {status}");
+}
+
 /// The AMQP URL the binaries use (same default, same override).
 pub fn amqp_url() -> String {
     std::env::var("SLUICE_AMQP__URL")
