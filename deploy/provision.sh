@@ -5,7 +5,8 @@
 # fresh Debian bookworm machine as root without systemd: installs the packages
 # if needed and runs a PRIVATE PostgreSQL cluster and a PRIVATE RabbitMQ node
 # under $SLUICE_STATE_DIR, on private ports. If something already answers on
-# those ports it is used as it is.
+# those ports it is used as it is. It also installs nginx (never starts it):
+# the tests run their own nginx from deploy/nginx/nginx.conf.template.
 #
 # Settings: see deploy/lib.sh (SLUICE_STATE_DIR, SLUICE_PG_PORT,
 # SLUICE_AMQP_PORT, SLUICE_AMQP_DIST_PORT, SLUICE_PG_FAST).
@@ -210,11 +211,29 @@ provision_rabbitmq() {
     log "RabbitMQ: user '${SLUICE_AMQP_USER}' ensured"
 }
 
+# ------------------------------------------------------------------ nginx ---
+
+SLUICE_NGINX_BIN=/usr/sbin/nginx
+
+# Install only. The end-to-end tests start nginx themselves with a private
+# prefix and port; the system nginx service is never started here (and on
+# these machines policy-rc.d stops apt from starting it).
+nginx_ensure_installed() {
+    if [[ -x "$SLUICE_NGINX_BIN" ]]; then
+        log "nginx: $SLUICE_NGINX_BIN present"
+        return 0
+    fi
+    apt_install --no-install-recommends nginx
+    [[ -x "$SLUICE_NGINX_BIN" ]] || die "$SLUICE_NGINX_BIN still missing after installing nginx"
+    log "nginx: installed (not started)"
+}
+
 # -------------------------------------------------------------------- main ---
 
 log "state dir $SLUICE_STATE_DIR; PostgreSQL port $SLUICE_PG_PORT; AMQP port $SLUICE_AMQP_PORT (dist $SLUICE_AMQP_DIST_PORT); SLUICE_PG_FAST=$SLUICE_PG_FAST"
 provision_postgres
 provision_rabbitmq
+nginx_ensure_installed
 
 cat >"$SLUICE_STATE_DIR/sluice.env" <<EOF
 export SLUICE_DATABASE__URL='${SLUICE_PG_URL}'

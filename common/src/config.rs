@@ -124,6 +124,9 @@ pub struct GatewayConfig {
     pub write_timeout_ms: u64,
     /// How long shutdown waits for sessions to close.
     pub drain_grace_ms: u64,
+    /// On shutdown, sessions close with 1012 at random moments spread over
+    /// this long, so their clients do not all reconnect in the same second.
+    pub drain_spread_ms: u64,
     /// Name of this instance (its event queue); a random one when unset.
     pub instance_id: Option<String>,
     /// Worker threads of the async runtime; 0 means one per core.
@@ -143,6 +146,7 @@ impl Default for GatewayConfig {
             ws_read_buffer_bytes: 4096,
             write_timeout_ms: 10_000,
             drain_grace_ms: 10_000,
+            drain_spread_ms: 5_000,
             instance_id: None,
             worker_threads: 0,
         }
@@ -171,6 +175,9 @@ pub struct RunnerConfig {
     pub kind_timeouts_ms: BTreeMap<String, u64>,
     /// How long stored events are kept for resume.
     pub event_retention_hours: u64,
+    /// On SIGTERM, how long jobs in hand may run on before they are handed
+    /// back to the queue (rolled back, requeued) for another runner.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for RunnerConfig {
@@ -185,6 +192,7 @@ impl Default for RunnerConfig {
             default_timeout_ms: 300_000,
             kind_timeouts_ms: BTreeMap::new(),
             event_retention_hours: 24,
+            shutdown_grace_ms: 30_000,
         }
     }
 }
@@ -314,6 +322,12 @@ impl Config {
         }
         if self.gateway.heartbeat_ms < 100 {
             return Err(invalid("gateway.heartbeat_ms", "must be at least 100"));
+        }
+        if self.gateway.drain_spread_ms > self.gateway.drain_grace_ms {
+            return Err(invalid(
+                "gateway.drain_spread_ms",
+                "must not exceed gateway.drain_grace_ms",
+            ));
         }
         if self.gateway.outbound_queue == 0 {
             return Err(invalid("gateway.outbound_queue", "must be at least 1"));

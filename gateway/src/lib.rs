@@ -103,15 +103,31 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
     let app = http::router(state.clone());
-    axum::serve(
+    // The listener stays open while draining, so /readyz can say 503 and
+    // new upgrades get a 503 that a proxy retries elsewhere.
+    let stop_http = CancellationToken::new();
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-    .await?;
+    .with_graceful_shutdown(stop_http.clone().cancelled_owned());
+    let mut server = tokio::spawn(server.into_future());
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        ended = &mut server => {
+            shutdown.cancel();
+            ended??;
+            return Ok(());
+        }
+    }
 
-    state.sessions.close();
     let grace = Duration::from_millis(state.config.gateway.drain_grace_ms);
+    tracing::info!(
+        sessions = state.registry.session_count(),
+        spread_ms = state.config.gateway.drain_spread_ms,
+        "draining: closing sessions with 1012"
+    );
+    state.sessions.close();
     if tokio::time::timeout(grace, state.sessions.wait())
         .await
         .is_err()
@@ -121,8 +137,17 @@ pub async fn serve(
             "sessions still open after the drain grace"
         );
     }
+    stop_http.cancel();
+    server.await??;
+    tracing::info!("drained");
+    // If the event consumer is what stopped us, say so with a failure exit,
+    // so a supervisor restarts the gateway.
+    let consumer_failed = events.is_finished();
     events.abort();
     let _ = state.amqp.close(200, "gateway stopping".into()).await;
+    if consumer_failed {
+        anyhow::bail!("the event consumer stopped; the gateway cannot deliver events");
+    }
     Ok(())
 }
 

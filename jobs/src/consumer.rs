@@ -71,13 +71,18 @@ pub struct Runner {
     pub settings: RunnerConfig,
     pub events: Arc<EventPublisher>,
     pub in_flight: Arc<InFlight>,
+    /// Cancelled when the shutdown grace is over: jobs still running are
+    /// rolled back and handed back to the queue for another runner.
+    pub hand_back: CancellationToken,
 }
 
-/// Takes deliveries until `shutdown` or until the consumer ends, then waits
-/// (up to `grace`) for the jobs in hand. Unacknowledged jobs go back to the
-/// queue when the channel closes, so none is lost.
+/// Takes deliveries until `shutdown` or until the consumer ends. Then it
+/// stops the consumer, lets the jobs in hand finish for up to `grace`, and
+/// hands back (rolls back and requeues) any still running, so none is lost
+/// and none runs twice.
 pub async fn consume(
     runner: Arc<Runner>,
+    channel: lapin::Channel,
     mut consumer: lapin::Consumer,
     shutdown: CancellationToken,
     grace: Duration,
@@ -100,10 +105,35 @@ pub async fn consume(
             None => break Err(anyhow::anyhow!("jobs consumer was cancelled by the broker")),
         }
     };
-    tracker.close();
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!("jobs still running after the grace period; the broker will redeliver them");
+    // No new deliveries; any prefetched but unstarted ones go back when the
+    // channel closes.
+    let tag = consumer.tag();
+    if let Err(e) = channel
+        .basic_cancel(tag, lapin::options::BasicCancelOptions::default())
+        .await
+    {
+        tracing::warn!(error = %e, "could not cancel the jobs consumer");
     }
+    tracker.close();
+    tracing::info!(
+        in_hand = tracker.len(),
+        grace_ms = grace.as_millis() as u64,
+        "finishing jobs in hand"
+    );
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            in_hand = tracker.len(),
+            "grace over: handing running jobs back to the queue"
+        );
+        runner.hand_back.cancel();
+        if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("jobs did not hand back in time; the broker redelivers them");
+        }
+    }
+    let _ = channel.close(200, "runner stopping".into()).await;
     ended
 }
 
@@ -132,7 +162,9 @@ async fn handle(runner: &Runner, delivery: Delivery) {
             }
             Err(failure) => {
                 tracing::warn!(error = %failure, "job attempt failed; handing it back");
-                tokio::time::sleep(Duration::from_millis(runner.settings.retry_delay_ms)).await;
+                if !runner.hand_back.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(runner.settings.retry_delay_ms)).await;
+                }
                 let requeue = BasicNackOptions {
                     requeue: true,
                     ..Default::default()
@@ -151,6 +183,8 @@ async fn handle(runner: &Runner, delivery: Delivery) {
 enum Interrupted {
     Cancelled,
     TimedOut(Duration),
+    /// The runner is stopping: give the job to another runner.
+    HandBack,
 }
 
 /// One attempt at a job. `Ok` means its outcome is committed (or it had
@@ -208,6 +242,7 @@ async fn run_job(
                 result = work => Ok(result),
                 _ = cancel.cancelled() => Err(Interrupted::Cancelled),
                 _ = tokio::time::sleep(limit) => Err(Interrupted::TimedOut(limit)),
+                _ = runner.hand_back.cancelled() => Err(Interrupted::HandBack),
             };
             match result {
                 Ok(Ok(value)) => {
@@ -233,6 +268,9 @@ async fn run_job(
                     }
                     tx.rollback().await?;
                     match why {
+                        Interrupted::HandBack => {
+                            return Err(JobFailure::Transient("runner shutting down".into()));
+                        }
                         Interrupted::Cancelled => {
                             tracing::info!(
                                 elapsed_ms = started.elapsed().as_millis() as u64,

@@ -22,8 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How long start-up waits for PostgreSQL and RabbitMQ to answer.
 const START_PATIENCE: Duration = Duration::from_secs(60);
-/// How long shutdown waits for the jobs in hand.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Applies the schema migrations and returns.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
@@ -37,6 +35,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 struct Broker {
     conn: Arc<lapin::Connection>,
     events_channel: amqp::ConfirmChannel,
+    jobs_channel: lapin::Channel,
     consumer: lapin::Consumer,
 }
 
@@ -77,12 +76,13 @@ async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Res
                 FieldTable::default(),
             )
             .await?;
-        Ok::<_, lapin::Error>((events_channel, consumer))
+        Ok::<_, lapin::Error>((events_channel, jobs_channel, consumer))
     };
     match setup.await {
-        Ok((events_channel, consumer)) => Ok(Broker {
+        Ok((events_channel, jobs_channel, consumer)) => Ok(Broker {
             conn,
             events_channel,
+            jobs_channel,
             consumer,
         }),
         Err(e) => {
@@ -103,6 +103,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let broker = connect_broker(&config, &topology).await?;
     let conn = broker.conn;
     let events_channel = broker.events_channel;
+    let jobs_channel = broker.jobs_channel;
     let consumer = broker.consumer;
 
     let publisher = Arc::new(EventPublisher::new(
@@ -117,10 +118,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let in_flight = in_flight.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = control::consume(&conn, &topology, in_flight).await {
-                // Without it cancels are missed: stop, so a supervisor restarts us.
+            let outcome = control::consume(&conn, &topology, in_flight).await;
+            if let Err(e) = &outcome {
                 tracing::error!(error = %e, "control consumer failed; shutting down");
             }
+            // Without it cancels are missed: stop (with a failure exit) so a
+            // supervisor restarts us.
             shutdown.cancel();
         })
     };
@@ -142,11 +145,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         settings: config.runner.clone(),
         events: publisher,
         in_flight,
+        hand_back: CancellationToken::new(),
     });
-    let outcome = consumer::consume(runner, consumer, shutdown.clone(), SHUTDOWN_GRACE).await;
+    let grace = Duration::from_millis(config.runner.shutdown_grace_ms);
+    let outcome = consumer::consume(runner, jobs_channel, consumer, shutdown.clone(), grace).await;
     shutdown.cancel();
     let _ = relay.await;
+    let control_failed = control.is_finished();
     control.abort();
     let _ = conn.close(200, "runner stopping".into()).await;
+    if control_failed && outcome.is_ok() {
+        anyhow::bail!("the control consumer stopped; cancels cannot reach this runner");
+    }
     outcome
 }

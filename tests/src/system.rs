@@ -86,6 +86,29 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
+fn terminate(child: Option<&Child>) {
+    if let Some(child) = child {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+}
+
+async fn wait_exit(child: &mut Option<Child>, patience: Duration) -> Option<i32> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let status = child.as_mut()?.try_wait().ok().flatten();
+        if let Some(status) = status {
+            *child = None;
+            return status.code();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -169,6 +192,26 @@ impl System {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends SIGTERM to the gateway (graceful drain).
+    pub fn terminate_gateway(&self) {
+        terminate(self.gateway.as_ref());
+    }
+
+    /// Sends SIGTERM to the runner (finish or hand back, then exit).
+    pub fn terminate_runner(&self) {
+        terminate(self.runner.as_ref());
+    }
+
+    /// Waits up to `patience` for the gateway to exit; its exit code.
+    pub async fn gateway_exit(&mut self, patience: Duration) -> Option<i32> {
+        wait_exit(&mut self.gateway, patience).await
+    }
+
+    /// Waits up to `patience` for the runner to exit; its exit code.
+    pub async fn runner_exit(&mut self, patience: Duration) -> Option<i32> {
+        wait_exit(&mut self.runner, patience).await
     }
 
     /// Waits until `/readyz` answers 200.

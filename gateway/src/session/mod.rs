@@ -155,13 +155,23 @@ where
         let mut heartbeat = tokio::time::interval_at(Instant::now() + beat, beat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.state.shutdown.clone();
+        // When draining, the moment this session closes with 1012: a random
+        // point in the spread, and not before its own submits are answered.
+        let mut drain_at: Option<Instant> = None;
         loop {
             let gap_due = self
                 .gap_since
                 .filter(|_| !self.gap_reading)
                 .map(|t| t + GAP_WAIT);
+            let close_due = drain_at.filter(|_| self.inflight == 0);
             let step = tokio::select! {
-                _ = shutdown.cancelled() => Err(End::close(1012, "server restarting")),
+                _ = shutdown.cancelled(), if drain_at.is_none() => {
+                    let spread = self.state.config.gateway.drain_spread_ms;
+                    let delay = Duration::from_millis((rand::random::<f64>() * spread as f64) as u64);
+                    drain_at = Some(Instant::now() + delay);
+                    Ok(())
+                }
+                _ = sleep_until(close_due) => Err(End::close(1012, "server restarting")),
                 frame = self.ws.next() => self.on_frame(frame).await,
                 delivery = inbox.recv() => match delivery {
                     Some(delivery) => {
@@ -266,7 +276,8 @@ where
         let done = self.tasks_tx.clone();
         let reference = submit.reference;
         let kind = submit.kind;
-        tokio::spawn(
+        // Tracked, so a draining gateway finishes in-flight publishes.
+        self.state.sessions.spawn(
             async move {
                 let result = jobs::submit(&state, job_id, &user, kind, &args).await;
                 let _ = done.send(TaskDone::Submitted {
