@@ -1,4 +1,4 @@
-//! Starting and stopping real gateway and runner processes.
+//! Starting and stopping real gateway, runner and nginx processes.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -14,12 +14,16 @@ use crate::TEST_SECRET;
 /// Settings a test may change; everything else is the binaries' default.
 #[derive(Debug, Clone, Default)]
 pub struct SystemOptions {
-    /// Extra `SLUICE_*` settings for the gateway (name, value).
+    /// Extra `SLUICE_*` settings for the gateways (name, value).
     pub gateway_env: Vec<(String, String)>,
     /// Extra `SLUICE_*` settings for the runner.
     pub runner_env: Vec<(String, String)>,
     /// Start without a runner (jobs wait in the queue).
     pub no_runner: bool,
+    /// Gateway instances (default 1).
+    pub gateways: usize,
+    /// Put nginx (from `deploy/nginx/nginx.conf.template`) in front of the gateways.
+    pub nginx: bool,
 }
 
 impl SystemOptions {
@@ -35,16 +39,322 @@ impl SystemOptions {
     }
 }
 
-/// One gateway and (optionally) one runner, on a private AMQP prefix.
-/// Killed when dropped.
+/// One gateway process and its port (kept across restarts).
+struct Gateway {
+    port: u16,
+    child: Option<Child>,
+    starts: u32,
+}
+
+/// Gateways, (optionally) a runner and nginx, on a private AMQP prefix.
+/// Everything is killed when dropped.
 pub struct System {
     pub prefix: String,
+    /// The first gateway's port.
     pub port: u16,
     logs: PathBuf,
     options: SystemOptions,
-    gateway: Option<Child>,
+    gateways: Vec<Gateway>,
     runner: Option<Child>,
     runner_starts: u32,
+    nginx: Option<(u16, Child)>,
+}
+
+static SYSTEMS: AtomicU32 = AtomicU32::new(0);
+
+impl System {
+    /// Starts the gateways, the runner and nginx as asked, and waits until
+    /// every gateway is ready.
+    pub async fn start(options: SystemOptions) -> System {
+        let n = SYSTEMS.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!(
+            "t{}x{n}x{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let logs = bin_dir()
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("e2e-logs")
+            .join(&prefix);
+        std::fs::create_dir_all(&logs).expect("log folder");
+        let gateways: Vec<Gateway> = (0..options.gateways.max(1))
+            .map(|_| Gateway {
+                port: free_port(),
+                child: None,
+                starts: 0,
+            })
+            .collect();
+        let mut system = System {
+            prefix,
+            port: gateways[0].port,
+            logs,
+            options,
+            gateways,
+            runner: None,
+            runner_starts: 0,
+            nginx: None,
+        };
+        for i in 0..system.gateways.len() {
+            system.start_gateway(i);
+        }
+        if !system.options.no_runner {
+            system.start_runner();
+        }
+        for i in 0..system.gateways.len() {
+            system.wait_ready(i).await;
+        }
+        if system.options.nginx {
+            system.start_nginx();
+            let port = system.nginx_port();
+            crate::eventually(Duration::from_secs(10), "nginx to answer", || async move {
+                (http_status_at(port, "/readyz").await == Some(200)).then_some(())
+            })
+            .await;
+        }
+        system
+    }
+
+    fn command(
+        &self,
+        name: &str,
+        log: &str,
+        listen_port: u16,
+        extra: &[(String, String)],
+    ) -> Child {
+        let out = File::create(self.logs.join(log)).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let mut cmd = Command::new(binary(name));
+        cmd.env("SLUICE_AMQP__PREFIX", &self.prefix)
+            .env("SLUICE_AUTH__JWT_SECRET", TEST_SECRET)
+            .env("SLUICE_GATEWAY__LISTEN", format!("127.0.0.1:{listen_port}"))
+            .env("SLUICE_LOG__FILTER", "info,sluice_gateway=debug")
+            .env_remove("SLUICE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"))
+    }
+
+    fn start_gateway(&mut self, i: usize) {
+        let gateway = &self.gateways[i];
+        let log = format!("gateway{i}-{}.log", gateway.starts + 1);
+        let child = self.command(
+            "sluice-gateway",
+            &log,
+            gateway.port,
+            &self.options.gateway_env.clone(),
+        );
+        let gateway = &mut self.gateways[i];
+        gateway.starts += 1;
+        gateway.child = Some(child);
+    }
+
+    /// Starts (or restarts) the runner.
+    pub fn start_runner(&mut self) {
+        self.runner_starts += 1;
+        let log = format!("runner-{}.log", self.runner_starts);
+        // The runner ignores the listen address; give it one nobody uses.
+        let child = self.command("sluice-jobs", &log, 1, &self.options.runner_env.clone());
+        self.runner = Some(child);
+    }
+
+    /// Kills the runner with SIGKILL: no cleanup, no acks, no goodbye.
+    pub fn kill_runner(&mut self) {
+        if let Some(mut child) = self.runner.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM to the first gateway (graceful drain).
+    pub fn terminate_gateway(&self) {
+        terminate(self.gateways[0].child.as_ref());
+    }
+
+    /// Sends SIGTERM to the runner (finish or hand back, then exit).
+    pub fn terminate_runner(&self) {
+        terminate(self.runner.as_ref());
+    }
+
+    /// Waits up to `patience` for the first gateway to exit; its exit code.
+    pub async fn gateway_exit(&mut self, patience: Duration) -> Option<i32> {
+        wait_exit(&mut self.gateways[0].child, patience).await
+    }
+
+    /// Waits up to `patience` for the runner to exit; its exit code.
+    pub async fn runner_exit(&mut self, patience: Duration) -> Option<i32> {
+        wait_exit(&mut self.runner, patience).await
+    }
+
+    /// Restarts gateway `i` the way an operator would: SIGTERM, wait for its
+    /// drain to finish (it must exit 0), start it again on the same port,
+    /// wait until it is ready.
+    pub async fn restart_gateway(&mut self, i: usize) {
+        terminate(self.gateways[i].child.as_ref());
+        let code = wait_exit(&mut self.gateways[i].child, Duration::from_secs(30)).await;
+        assert_eq!(code, Some(0), "gateway {i} did not drain and exit 0");
+        self.start_gateway(i);
+        self.wait_ready(i).await;
+    }
+
+    /// Waits until gateway `i` answers `/readyz` with 200.
+    pub async fn wait_ready(&mut self, i: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let port = self.gateways[i].port;
+        loop {
+            let exited = self.gateways[i]
+                .child
+                .as_mut()
+                .and_then(|g| g.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                panic!(
+                    "gateway {i} exited with {status} before becoming ready; see {}",
+                    self.logs.display()
+                );
+            }
+            if http_status_at(port, "/readyz").await == Some(200) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gateway {i} not ready after 60 s; see {}",
+                self.logs.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn start_nginx(&mut self) {
+        let template = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/nginx/nginx.conf.template"
+        );
+        let template = std::fs::read_to_string(template).expect("nginx template");
+        let dir = self.logs.join("nginx");
+        std::fs::create_dir_all(&dir).expect("nginx folder");
+        // nginx workers run as nobody and write temp files here.
+        let _ = Command::new("chmod")
+            .args(["-R", "777"])
+            .arg(&self.logs)
+            .status();
+        let port = free_port();
+        let upstreams: String = self
+            .gateways
+            .iter()
+            .map(|g| format!("server 127.0.0.1:{} max_fails=1 fail_timeout=1s;\n", g.port))
+            .collect();
+        let conf = template
+            .replace("@PREFIX@", &dir.display().to_string())
+            .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
+            .replace("@UPSTREAM_SERVERS@", &upstreams);
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx.conf");
+        let out = File::create(dir.join("stdout.log")).expect("log file");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("starting nginx (deploy/provision.sh installs it)");
+        self.nginx = Some((port, child));
+    }
+
+    /// nginx's port; panics if the system has no nginx.
+    pub fn nginx_port(&self) -> u16 {
+        self.nginx
+            .as_ref()
+            .map(|(p, _)| *p)
+            .expect("this system has no nginx")
+    }
+
+    /// `ws://` URL of the WebSocket route through nginx.
+    pub fn nginx_ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1/ws", self.nginx_port())
+    }
+
+    /// `ws://` URL of gateway `i`'s WebSocket route, bypassing nginx.
+    pub fn gateway_ws_url(&self, i: usize) -> String {
+        format!("ws://127.0.0.1:{}/v1/ws", self.gateways[i].port)
+    }
+
+    /// The status code of a bare `GET path` on the first gateway, or `None`
+    /// if nothing answered.
+    pub async fn http_status(&self, path: &str) -> Option<u16> {
+        http_status_at(self.port, path).await
+    }
+
+    /// `ws://` URL of the first gateway's WebSocket route.
+    pub fn ws_url(&self) -> String {
+        self.gateway_ws_url(0)
+    }
+
+    /// `http://` base URL of the first gateway.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Where this system's logs are.
+    pub fn logs(&self) -> &Path {
+        &self.logs
+    }
+}
+
+/// The status code of a bare `GET path` on `port`, or `None` if nothing answered.
+pub async fn http_status_at(port: u16, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        let gateways = self.gateways.iter_mut().filter_map(|g| g.child.as_mut());
+        let others = [self.runner.as_mut(), self.nginx.as_mut().map(|(_, c)| c)];
+        for child in gateways.chain(others.into_iter().flatten()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Drop cannot await; a short-lived runtime on its own thread can.
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            let outcome = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), delete_topology(&prefix)).await
+            });
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("could not delete test topology {prefix}: {e}"),
+                Err(_) => eprintln!("deleting test topology {prefix} timed out"),
+            }
+        })
+        .join();
+    }
 }
 
 /// The database URL the binaries use (same default, same override).
@@ -84,194 +394,6 @@ fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-fn terminate(child: Option<&Child>) {
-    if let Some(child) = child {
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-    }
-}
-
-async fn wait_exit(child: &mut Option<Child>, patience: Duration) -> Option<i32> {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        let status = child.as_mut()?.try_wait().ok().flatten();
-        if let Some(status) = status {
-            *child = None;
-            return status.code();
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-static SYSTEMS: AtomicU32 = AtomicU32::new(0);
-
-impl System {
-    /// Starts a gateway and a runner and waits until the gateway is ready.
-    pub async fn start(options: SystemOptions) -> System {
-        let n = SYSTEMS.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!(
-            "t{}x{n}x{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let logs = bin_dir()
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("e2e-logs")
-            .join(&prefix);
-        std::fs::create_dir_all(&logs).expect("log folder");
-        let mut system = System {
-            prefix,
-            port: free_port(),
-            logs,
-            options,
-            gateway: None,
-            runner: None,
-            runner_starts: 0,
-        };
-        system.start_gateway();
-        if !system.options.no_runner {
-            system.start_runner();
-        }
-        system.wait_ready().await;
-        system
-    }
-
-    fn command(&self, name: &str, log: &str, extra: &[(String, String)]) -> Child {
-        let out = File::create(self.logs.join(log)).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let mut cmd = Command::new(binary(name));
-        cmd.env("SLUICE_AMQP__PREFIX", &self.prefix)
-            .env("SLUICE_AUTH__JWT_SECRET", TEST_SECRET)
-            .env("SLUICE_GATEWAY__LISTEN", format!("127.0.0.1:{}", self.port))
-            .env("SLUICE_LOG__FILTER", "info,sluice_gateway=debug")
-            .env_remove("SLUICE_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        cmd.spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"))
-    }
-
-    fn start_gateway(&mut self) {
-        let child = self.command(
-            "sluice-gateway",
-            "gateway.log",
-            &self.options.gateway_env.clone(),
-        );
-        self.gateway = Some(child);
-    }
-
-    /// Starts (or restarts) the runner.
-    pub fn start_runner(&mut self) {
-        self.runner_starts += 1;
-        let log = format!("runner-{}.log", self.runner_starts);
-        let child = self.command("sluice-jobs", &log, &self.options.runner_env.clone());
-        self.runner = Some(child);
-    }
-
-    /// Kills the runner with SIGKILL: no cleanup, no acks, no goodbye.
-    pub fn kill_runner(&mut self) {
-        if let Some(mut child) = self.runner.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends SIGTERM to the gateway (graceful drain).
-    pub fn terminate_gateway(&self) {
-        terminate(self.gateway.as_ref());
-    }
-
-    /// Sends SIGTERM to the runner (finish or hand back, then exit).
-    pub fn terminate_runner(&self) {
-        terminate(self.runner.as_ref());
-    }
-
-    /// Waits up to `patience` for the gateway to exit; its exit code.
-    pub async fn gateway_exit(&mut self, patience: Duration) -> Option<i32> {
-        wait_exit(&mut self.gateway, patience).await
-    }
-
-    /// Waits up to `patience` for the runner to exit; its exit code.
-    pub async fn runner_exit(&mut self, patience: Duration) -> Option<i32> {
-        wait_exit(&mut self.runner, patience).await
-    }
-
-    /// Waits until `/readyz` answers 200.
-    pub async fn wait_ready(&mut self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self
-                .gateway
-                .as_mut()
-                .and_then(|g| g.try_wait().ok().flatten())
-            {
-                panic!(
-                    "gateway exited with {status} before becoming ready; see {}",
-                    self.logs.display()
-                );
-            }
-            if self.http_status("/readyz").await == Some(200) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "gateway not ready after 60 s; see {}",
-                self.logs.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The status code of a bare `GET path`, or `None` if nothing answered.
-    pub async fn http_status(&self, path: &str) -> Option<u16> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .ok()?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
-            .await
-            .ok()?
-            .ok()?;
-        let text = String::from_utf8_lossy(&response);
-        text.split_whitespace().nth(1)?.parse().ok()
-    }
-
-    /// `ws://` URL of the gateway's WebSocket route.
-    pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/v1/ws", self.port)
-    }
-
-    /// `http://` base URL of the gateway.
-    pub fn http_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Where this system's logs are.
-    pub fn logs(&self) -> &Path {
-        &self.logs
-    }
 }
 
 /// Runs `deploy/services.sh <args>` (restarts and kills the private
@@ -315,33 +437,32 @@ async fn delete_topology(prefix: &str) -> Result<(), lapin::Error> {
     conn.close(200, "test done".into()).await
 }
 
-impl Drop for System {
-    fn drop(&mut self) {
-        for child in [self.gateway.as_mut(), self.runner.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // Drop cannot await; a short-lived runtime on its own thread can.
-        let prefix = self.prefix.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            let outcome = runtime.block_on(async {
-                tokio::time::timeout(Duration::from_secs(5), delete_topology(&prefix)).await
-            });
-            match outcome {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("could not delete test topology {prefix}: {e}"),
-                Err(_) => eprintln!("deleting test topology {prefix} timed out"),
-            }
-        })
-        .join();
+fn terminate(child: Option<&Child>) {
+    if let Some(child) = child {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
     }
+}
+
+async fn wait_exit(child: &mut Option<Child>, patience: Duration) -> Option<i32> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let status = child.as_mut()?.try_wait().ok().flatten();
+        if let Some(status) = status {
+            *child = None;
+            return status.code();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
