@@ -24,6 +24,19 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 /// abandoned and retried (a healthy one takes milliseconds).
 pub const SETUP_ATTEMPT: Duration = Duration::from_secs(5);
 
+/// Header carrying the publisher's wall clock (ms) on every message, so the
+/// gateway can measure event delivery latency.
+pub const PUBLISHED_MS_HEADER: &str = "sluice-published-ms";
+
+/// The [`PUBLISHED_MS_HEADER`] of a received message, if present.
+pub fn published_ms(properties: &BasicProperties) -> Option<u64> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get(PUBLISHED_MS_HEADER)? {
+        AMQPValue::LongLongInt(ms) => u64::try_from(*ms).ok(),
+        _ => None,
+    }
+}
+
 /// Redeliveries after which the broker dead-letters a job on its own.
 pub const DELIVERY_LIMIT: i32 = 20;
 
@@ -192,9 +205,15 @@ pub async fn publish_confirmed(
     timeout: Duration,
 ) -> Result<(), PublishError> {
     let persistent = durability == Durability::Persistent;
+    let mut headers = FieldTable::default();
+    headers.insert(
+        PUBLISHED_MS_HEADER.into(),
+        AMQPValue::LongLongInt(crate::now_ms() as i64),
+    );
     let props = BasicProperties::default()
         .with_content_type("application/json".into())
-        .with_delivery_mode(if persistent { 2 } else { 1 });
+        .with_delivery_mode(if persistent { 2 } else { 1 })
+        .with_headers(headers);
     let publish = async {
         let confirm = channel
             .basic_publish(

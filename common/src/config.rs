@@ -178,6 +178,8 @@ pub struct RunnerConfig {
     /// On SIGTERM, how long jobs in hand may run on before they are handed
     /// back to the queue (rolled back, requeued) for another runner.
     pub shutdown_grace_ms: u64,
+    /// Where the runner serves `GET /metrics` (Prometheus); empty disables it.
+    pub metrics_listen: String,
 }
 
 impl Default for RunnerConfig {
@@ -193,6 +195,7 @@ impl Default for RunnerConfig {
             kind_timeouts_ms: BTreeMap::new(),
             event_retention_hours: 24,
             shutdown_grace_ms: 30_000,
+            metrics_listen: "127.0.0.1:9101".into(),
         }
     }
 }
@@ -310,6 +313,17 @@ impl Config {
                     "limits must be positive",
                 ));
             }
+        }
+        if !self.runner.metrics_listen.is_empty() {
+            self.runner
+                .metrics_listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| {
+                    invalid(
+                        "runner.metrics_listen",
+                        format!("not a socket address: {e}"),
+                    )
+                })?;
         }
         if self.runner.default_timeout_ms == 0 {
             return Err(invalid("runner.default_timeout_ms", "must be positive"));

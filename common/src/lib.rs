@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod events;
 pub mod lifecycle;
+pub mod metrics;
 pub mod publisher;
 pub mod telemetry;
 

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use lapin::Connection;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use sluice_common::amqp::{ConfirmChannel, Durability, PublishError, Topology};
+use sluice_common::amqp::{self, ConfirmChannel, Durability, PublishError, Topology};
 use sluice_proto::EventHead;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -101,7 +101,8 @@ pub async fn consume_events(
     while let Some(next) = consumer.next().await {
         let message = next?;
         let user = message.routing_key.as_str();
-        match decode_event(message.data) {
+        let published_ms = amqp::published_ms(&message.properties).unwrap_or(0);
+        match decode_event(message.data, published_ms) {
             Ok(delivery) => {
                 registry.deliver(user, &delivery);
             }
@@ -112,10 +113,14 @@ pub async fn consume_events(
 }
 
 /// Turns an event message body into a delivery without re-encoding it.
-pub fn decode_event(body: Vec<u8>) -> Result<Delivery, String> {
+pub fn decode_event(body: Vec<u8>, published_ms: u64) -> Result<Delivery, String> {
     let head = EventHead::decode(&body).map_err(|e| e.to_string())?;
     let frame = Utf8Bytes::try_from(Bytes::from(body)).map_err(|e| e.to_string())?;
-    Ok(Delivery { head, frame })
+    Ok(Delivery {
+        head,
+        frame,
+        published_ms,
+    })
 }
 
 #[cfg(test)]
@@ -125,10 +130,11 @@ mod tests {
     #[test]
     fn event_bodies_decode_or_are_refused() {
         let ok = br#"{"type":"event","seq":3,"job_id":"00000000-0000-0000-0000-000000000001","status":"running"}"#;
-        let d = decode_event(ok.to_vec()).unwrap();
+        let d = decode_event(ok.to_vec(), 7).unwrap();
+        assert_eq!(d.published_ms, 7);
         assert_eq!(d.head.seq, 3);
         assert_eq!(d.frame.as_str().as_bytes(), ok);
-        assert!(decode_event(b"garbage".to_vec()).is_err());
-        assert!(decode_event(vec![0xff, 0xfe]).is_err());
+        assert!(decode_event(b"garbage".to_vec(), 0).is_err());
+        assert!(decode_event(vec![0xff, 0xfe], 0).is_err());
     }
 }

@@ -25,6 +25,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route(
             "/v1/openapi.json",
             get(move || {
@@ -37,8 +38,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Prometheus text format; gauges of sessions, pool and broker are read now.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
+async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    use sluice_common::metrics as m;
+    metrics::gauge!(m::SESSIONS_OPEN).set(state.registry.session_count() as f64);
+    metrics::counter!(m::SLOW_CLIENT_EVICTIONS).absolute(state.registry.evicted_count());
+    m::record_dependencies(&state.pool, state.amqp.status().connected());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}
+
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(healthz, readyz))]
+#[openapi(paths(healthz, readyz, metrics_text))]
 struct ProbesDoc;
 
 fn probes_doc() -> utoipa::openapi::OpenApi {

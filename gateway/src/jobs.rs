@@ -5,6 +5,7 @@
 use serde_json::value::RawValue;
 use sluice_common::amqp::PublishError;
 use sluice_common::lifecycle::{self, CancelOutcome, RunCheck};
+use sluice_common::metrics as m;
 use sluice_proto::{JobEnvelope, JobKind};
 use uuid::Uuid;
 
@@ -48,15 +49,29 @@ pub async fn submit(
     kind: JobKind,
     args: &RawValue,
 ) -> Result<(), CommandError> {
-    let client = state.pool.get().await?;
-    lifecycle::create(&**client, job_id, user, kind, "queued", None).await?;
-    if let Err(e) = publish(state, job_id, user, kind, args).await {
-        if let Err(db) = lifecycle::forget_unpublished(&**client, job_id).await {
-            tracing::warn!(%job_id, error = %db, "could not remove an unpublished job");
+    metrics::counter!(m::JOBS_SUBMITTED).increment(1);
+    let outcome = async {
+        let client = state.pool.get().await?;
+        lifecycle::create(&**client, job_id, user, kind, "queued", None).await?;
+        if let Err(e) = publish(state, job_id, user, kind, args).await {
+            if let Err(db) = lifecycle::forget_unpublished(&**client, job_id).await {
+                tracing::warn!(%job_id, error = %db, "could not remove an unpublished job");
+            }
+            return Err(e);
         }
-        return Err(e);
+        Ok(())
     }
-    Ok(())
+    .await;
+    match &outcome {
+        Ok(()) => metrics::counter!(m::JOBS_ACCEPTED).increment(1),
+        Err(_) => count_rejected("unavailable"),
+    }
+    outcome
+}
+
+/// Counts a refused submission under `reason` (an error code).
+pub fn count_rejected(reason: &'static str) {
+    metrics::counter!(m::JOBS_REJECTED, "reason" => reason).increment(1);
 }
 
 /// Records a job to be run later (`created`), keeping its args.

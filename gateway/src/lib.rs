@@ -42,6 +42,7 @@ pub async fn serve(
             "auth.jwt_secret is the development default: set SLUICE_AUTH__JWT_SECRET in production"
         );
     }
+    let metrics = sluice_common::metrics::install_recorder()?;
     let pool = db::pool(&config.database)?;
     db::wait_ready(&pool, START_PATIENCE).await?;
     db::migrate(&pool).await?;
@@ -81,6 +82,7 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         sessions: TaskTracker::new(),
         ws_config,
+        metrics,
         config,
     });
 

@@ -15,6 +15,9 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub struct Delivery {
     pub head: EventHead,
     pub frame: Utf8Bytes,
+    /// When the runner published it (ms since the epoch); 0 when read back
+    /// from the event log. For the delivery latency metric.
+    pub published_ms: u64,
 }
 
 /// One session's mailbox in the registry.
@@ -138,6 +141,7 @@ mod tests {
                 status: EventStatus::Done,
             },
             frame: Utf8Bytes::from_static("{}"),
+            published_ms: 0,
         }
     }
 

@@ -38,4 +38,6 @@ pub struct AppState {
     pub sessions: TaskTracker,
     /// Buffer sizes and limits of each WebSocket.
     pub ws_config: WebSocketConfig,
+    /// Renders the metrics on `GET /metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

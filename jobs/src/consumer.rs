@@ -16,6 +16,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use sluice_common::config::RunnerConfig;
 use sluice_common::lifecycle::{self, Claim, Outcome};
+use sluice_common::metrics as m;
 use sluice_common::publisher::EventPublisher;
 use sluice_proto::{ErrorCode, JobError, OwnedJobEnvelope};
 use tokio_postgres::NoTls;
@@ -151,10 +152,22 @@ async fn handle(runner: &Runner, delivery: Delivery) {
     let span = tracing::info_span!("job", job_id = %job.job_id, kind = job.kind.as_str(), user = %job.user);
     async move {
         let cancel = runner.in_flight.enter(job.job_id);
+        metrics::gauge!(m::JOBS_IN_FLIGHT).increment(1.0);
+        let started = std::time::Instant::now();
         let outcome = run_job(runner, &job, &cancel).await;
+        let label = match &outcome {
+            Ok(label) => *label,
+            Err(_) if runner.hand_back.is_cancelled() => "handed_back",
+            Err(_) => "retried",
+        };
+        let kind = job.kind.as_str();
+        metrics::counter!(m::JOBS_FINISHED, "kind" => kind, "outcome" => label).increment(1);
+        metrics::histogram!(m::JOB_DURATION_SECONDS, "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
+        metrics::gauge!(m::JOBS_IN_FLIGHT).decrement(1.0);
         runner.in_flight.leave(job.job_id);
         match outcome {
-            Ok(()) => {
+            Ok(_) => {
                 if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
                     // The outcome is committed; a redelivery will be skipped.
                     tracing::warn!(error = %e, "ack failed");
@@ -187,13 +200,14 @@ enum Interrupted {
     HandBack,
 }
 
-/// One attempt at a job. `Ok` means its outcome is committed (or it had
-/// already ended) and the delivery may be acknowledged; `Err` means hand it back.
+/// One attempt at a job. `Ok` (with the outcome's metric label) means its
+/// outcome is committed, or it had already ended, and the delivery may be
+/// acknowledged; `Err` means hand it back.
 async fn run_job(
     runner: &Runner,
     job: &OwnedJobEnvelope,
     cancel: &CancellationToken,
-) -> Result<(), JobFailure> {
+) -> Result<&'static str, JobFailure> {
     let mut client = runner.pool.get().await?;
     let tx = client.transaction().await?;
     let claim = lifecycle::claim(&*tx, job, runner.settings.max_attempts).await?;
@@ -202,7 +216,7 @@ async fn run_job(
     let outcome = match claim {
         Claim::Finished => {
             tracing::info!("job already ended; skipping redelivery");
-            return Ok(());
+            return Ok("skipped");
         }
         Claim::CancelRequested => Outcome::Cancelled,
         Claim::Exhausted { attempts } => {
@@ -253,7 +267,7 @@ async fn run_job(
                         "job done"
                     );
                     runner.events.publish_stored(&**client, &event).await;
-                    return Ok(());
+                    return Ok("done");
                 }
                 Ok(Err(JobFailure::Permanent(error))) => {
                     tx.rollback().await?;
@@ -293,9 +307,15 @@ async fn run_job(
             }
         }
     };
+    let label = match &outcome {
+        Outcome::Done(_) => "done",
+        Outcome::Cancelled => "cancelled",
+        Outcome::Failed(e) if e.code == ErrorCode::Timeout => "timeout",
+        Outcome::Failed(_) => "failed",
+    };
     let tx = client.transaction().await?;
     let event = lifecycle::finish(&*tx, job, outcome).await?;
     tx.commit().await?;
     runner.events.publish_stored(&**client, &event).await;
-    Ok(())
+    Ok(label)
 }

@@ -95,6 +95,11 @@ async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Res
 /// Runs the runner until `shutdown` is cancelled (or the broker consumer
 /// ends, which is an error so that a supervisor restarts the process).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if !config.runner.metrics_listen.is_empty() {
+        let addr = config.runner.metrics_listen.parse()?;
+        sluice_common::metrics::install_listener(addr)?;
+        tracing::info!(%addr, "serving metrics");
+    }
     let pool = db::pool(&config.database)?;
     db::wait_ready(&pool, START_PATIENCE).await?;
     db::migrate(&pool).await?;
@@ -112,6 +117,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Duration::from_millis(config.amqp.publish_timeout_ms),
     ));
     let in_flight = Arc::new(consumer::InFlight::default());
+    let gauges = {
+        let pool = pool.clone();
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            loop {
+                sluice_common::metrics::record_dependencies(&pool, conn.status().connected());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
     let control = {
         let conn = conn.clone();
         let topology = topology.clone();
@@ -151,6 +166,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let outcome = consumer::consume(runner, jobs_channel, consumer, shutdown.clone(), grace).await;
     shutdown.cancel();
     let _ = relay.await;
+    gauges.abort();
     let control_failed = control.is_finished();
     control.abort();
     let _ = conn.close(200, "runner stopping".into()).await;

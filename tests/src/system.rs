@@ -57,6 +57,8 @@ pub struct System {
     gateways: Vec<Gateway>,
     runner: Option<Child>,
     runner_starts: u32,
+    /// Where the runner serves `/metrics`.
+    pub runner_metrics_port: u16,
     nginx: Option<(u16, Child)>,
 }
 
@@ -93,6 +95,7 @@ impl System {
             gateways,
             runner: None,
             runner_starts: 0,
+            runner_metrics_port: free_port(),
             nginx: None,
         };
         for i in 0..system.gateways.len() {
@@ -158,8 +161,14 @@ impl System {
     pub fn start_runner(&mut self) {
         self.runner_starts += 1;
         let log = format!("runner-{}.log", self.runner_starts);
-        // The runner ignores the listen address; give it one nobody uses.
-        let child = self.command("sluice-jobs", &log, 1, &self.options.runner_env.clone());
+        // The runner ignores the gateway's listen address; its own metrics
+        // port is private to this system.
+        let mut env = vec![(
+            "SLUICE_RUNNER__METRICS_LISTEN".to_owned(),
+            format!("127.0.0.1:{}", self.runner_metrics_port),
+        )];
+        env.extend(self.options.runner_env.clone());
+        let child = self.command("sluice-jobs", &log, 1, &env);
         self.runner = Some(child);
     }
 

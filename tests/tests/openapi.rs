@@ -32,6 +32,7 @@ async fn the_document_matches_the_routes() {
     let expected: BTreeSet<(String, String)> = [
         ("GET", "/healthz"),
         ("GET", "/readyz"),
+        ("GET", "/metrics"),
         ("POST", "/v1/jobs"),
         ("GET", "/v1/jobs"),
         ("GET", "/v1/jobs/{id}"),

@@ -143,13 +143,17 @@ pub async fn create_job(
         .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let wire: CreateWire<'_> = serde_json::from_str(text)
         .map_err(|e| ApiError::BadRequest(format!("body must be {{kind, args, run}}: {e}")))?;
-    let kind =
-        JobKind::parse(&wire.kind).ok_or_else(|| ApiError::UnknownKind(wire.kind.clone()))?;
+    let kind = JobKind::parse(&wire.kind).ok_or_else(|| {
+        jobs::count_rejected("unknown_kind");
+        ApiError::UnknownKind(wire.kind.clone())
+    })?;
     let args = wire
         .args
         .ok_or_else(|| ApiError::BadArgs("`args` is missing".into()))?;
-    kind.check_args(args)
-        .map_err(|e| ApiError::BadArgs(e.to_string()))?;
+    kind.check_args(args).map_err(|e| {
+        jobs::count_rejected("bad_args");
+        ApiError::BadArgs(e.to_string())
+    })?;
 
     let job_id = Uuid::now_v7();
     let status = if wire.run.unwrap_or(true) {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use sluice_common::events;
+use sluice_common::metrics as m;
 use sluice_proto::{ClientFrame, ErrorCode, EventHead, ServerFrame, Submit};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -100,6 +101,12 @@ where
     async move {
         let end = session.lifecycle(header_auth).await;
         tracing::debug!(?end, "session ended");
+        let code = match &end {
+            End::Close(code, _) => code.to_string(),
+            End::ClientClosed => "client".to_owned(),
+            End::Gone => "gone".to_owned(),
+        };
+        metrics::counter!(m::SESSIONS_CLOSED, "code" => code).increment(1);
         session.close(end).await;
     }
     .instrument(span)
@@ -147,6 +154,7 @@ where
             Ok(seq) => self.seq = seq,
             Err(end) => return end,
         }
+        metrics::counter!(m::SESSIONS_OPENED).increment(1);
         self.serve(inbox).await
     }
 
@@ -210,9 +218,13 @@ where
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        metrics::counter!(m::FRAMES_IN).increment(1);
         let frame = match ClientFrame::decode(text) {
             Ok(frame) => frame,
             Err(e) => {
+                if e.reference().is_some() {
+                    jobs::count_rejected(e.code().as_str());
+                }
                 return self
                     .refuse(e.reference().map(str::to_owned), e.code(), e.to_string())
                     .await;
@@ -259,6 +271,7 @@ where
 
     async fn submit(&mut self, submit: Submit<'_>) -> Result<(), End> {
         if self.inflight >= self.state.config.gateway.max_inflight_submits {
+            jobs::count_rejected("overloaded");
             return self
                 .send_frame(&ServerFrame::Error {
                     reference: Some(submit.reference),
@@ -370,6 +383,7 @@ where
                                     Delivery {
                                         head,
                                         frame: Utf8Bytes::from(frame),
+                                        published_ms: 0,
                                     },
                                     &mut out,
                                 ),
@@ -399,6 +413,10 @@ where
         for delivery in out.drain(..) {
             if result.is_ok() {
                 result = self.send(Message::Text(delivery.frame)).await;
+                if result.is_ok() && delivery.published_ms > 0 {
+                    let ms = sluice_common::now_ms().saturating_sub(delivery.published_ms);
+                    metrics::histogram!(m::EVENT_DELIVERY_SECONDS).record(ms as f64 / 1000.0);
+                }
             }
         }
         self.out = out;
@@ -447,6 +465,9 @@ where
     /// Writes one message; a client too slow to take it within the write
     /// timeout is closed with 1013.
     async fn send(&mut self, message: Message) -> Result<(), End> {
+        if matches!(message, Message::Text(_)) {
+            metrics::counter!(m::FRAMES_OUT).increment(1);
+        }
         let limit = Duration::from_millis(self.state.config.gateway.write_timeout_ms);
         match tokio::time::timeout(limit, self.ws.send(message)).await {
             Ok(Ok(())) => Ok(()),

@@ -122,6 +122,7 @@ mod tests {
                 status,
             },
             frame: Utf8Bytes::from(format!("{seq}")),
+            published_ms: 0,
         }
     }
 
