@@ -131,6 +131,9 @@ pub struct GatewayConfig {
     pub instance_id: Option<String>,
     /// Worker threads of the async runtime; 0 means one per core.
     pub worker_threads: usize,
+    /// Proxies (IP addresses) whose `X-Forwarded-For` is believed for the
+    /// client address in logs; requests from others are taken at face value.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for GatewayConfig {
@@ -149,6 +152,10 @@ impl Default for GatewayConfig {
             drain_spread_ms: 5_000,
             instance_id: None,
             worker_threads: 0,
+            trusted_proxies: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
         }
     }
 }

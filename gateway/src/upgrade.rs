@@ -2,7 +2,7 @@
 //! WebSocket headers and an optional `Authorization` header, answers 101,
 //! and hands the upgraded socket to [`crate::session::run`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -67,6 +67,11 @@ pub async fn ws_upgrade(
             .and_then(|token| state.verifier.verify(token))
     });
 
+    let client = client_addr(
+        peer.ip(),
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        &state.config.gateway.trusted_proxies,
+    );
     let on_upgrade = hyper::upgrade::on(&mut request);
     let ws_config = state.ws_config;
     let session_state = state.clone();
@@ -79,7 +84,7 @@ pub async fn ws_upgrade(
                     Some(ws_config),
                 )
                 .await;
-                session::run(ws, session_state, header_auth, peer.to_string()).await;
+                session::run(ws, session_state, header_auth, client.to_string()).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),
         }
@@ -94,6 +99,31 @@ pub async fn ws_upgrade(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     response
+}
+
+/// The client's address: the direct peer, unless the peer is a trusted proxy,
+/// in which case the rightmost `X-Forwarded-For` entry that is not itself a
+/// trusted proxy (entries further left are the client's own claims).
+fn client_addr(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let Some(list) = forwarded_for else {
+        return peer;
+    };
+    let mut client = peer;
+    for hop in list.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted.contains(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// A browser's `Origin` must be listed when a list is configured;
@@ -136,6 +166,26 @@ mod tests {
         assert!(origin_allowed(&headers, &[]));
         assert!(!origin_allowed(&headers, &["https://a.example".into()]));
         assert!(origin_allowed(&headers, &["https://B.example".into()]));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let outside: IpAddr = "198.51.100.7".parse().unwrap();
+        let trusted = [local];
+        let client = |peer, xff| client_addr(peer, xff, &trusted).to_string();
+        assert_eq!(client(local, Some("203.0.113.9")), "203.0.113.9");
+        assert_eq!(
+            client(local, Some("10.9.9.9, 203.0.113.9, 127.0.0.1")),
+            "203.0.113.9"
+        );
+        assert_eq!(client(local, None), "127.0.0.1");
+        assert_eq!(
+            client(outside, Some("203.0.113.9")),
+            "198.51.100.7",
+            "untrusted peers cannot claim"
+        );
+        assert_eq!(client(local, Some("garbage")), "127.0.0.1");
     }
 
     #[test]

@@ -271,7 +271,8 @@ async fn run_job(
                 }
                 Ok(Err(JobFailure::Permanent(error))) => {
                     tx.rollback().await?;
-                    tracing::info!(code = error.code.as_str(), message = %error.message, "job failed");
+                    // Code only: a bad value's message can quote row data.
+                    tracing::info!(code = error.code.as_str(), "job failed");
                     Outcome::Failed(error)
                 }
                 Ok(Err(transient)) => return Err(transient),
