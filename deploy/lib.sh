@@ -13,7 +13,7 @@
 #   SLUICE_PG_PORT         55432             PostgreSQL TCP port (127.0.0.1)
 #   SLUICE_AMQP_PORT       55672             RabbitMQ AMQP port (127.0.0.1)
 #   SLUICE_AMQP_DIST_PORT  55673             RabbitMQ Erlang distribution port
-#   SLUICE_PG_FAST         0                 1: fsync/synchronous_commit/full_page_writes off
+#   SLUICE_PG_FAST         0                 1: fsync/full_page_writes off (commits stay synchronous)
 
 if [[ -n "${SLUICE_LIB_LOADED:-}" ]]; then
     return 0
@@ -209,9 +209,11 @@ pg_write_settings() {
         echo "password_encryption = 'scram-sha-256'"
         echo "log_line_prefix = '%m [%p] %q%u@%d '"
         if [[ "$SLUICE_PG_FAST" == 1 ]]; then
-            echo "# SLUICE_PG_FAST=1: no durability, for tests only"
+            echo "# SLUICE_PG_FAST=1, for tests only: no fsync, so an OS crash"
+            echo "# may lose data; a PostgreSQL crash (kill, immediate restart)"
+            echo "# loses no committed transaction, which the fault tests rely on."
             echo "fsync = off"
-            echo "synchronous_commit = off"
+            echo "synchronous_commit = on"
             echo "full_page_writes = off"
         else
             echo "fsync = on"

@@ -4,7 +4,10 @@
 #   2. cargo build --release -p sluice-gateway -p sluice-jobs
 #   3. sluice-jobs migrate
 #   4. sluice-jobs (the job runner) and sluice-gateway in the background, their
-#      output on this terminal prefixed with [runner] / [gateway].
+#      output on this terminal prefixed with [runner] / [gateway]. The gateway
+#      runs in development mode (SLUICE_GATEWAY__DEV_MODE=true unless set):
+#      it serves the live demo page at http://<listen>/demo/ and signs
+#      development tokens. Production deployments leave dev mode off.
 # Ctrl-C (or SIGTERM) stops both. If either exits, the other is stopped and
 # this script exits with the status of the one that died.
 #
@@ -85,9 +88,13 @@ log "starting sluice-jobs"
 "$JOBS_BIN" > >(sed -u 's/^/[runner] /') 2>&1 &
 RUNNER_PID=$!
 log "starting sluice-gateway"
-"$GATEWAY_BIN" > >(sed -u 's/^/[gateway] /') 2>&1 &
+SLUICE_GATEWAY__DEV_MODE="${SLUICE_GATEWAY__DEV_MODE:-true}" \
+    "$GATEWAY_BIN" > >(sed -u 's/^/[gateway] /') 2>&1 &
 GATEWAY_PID=$!
 log "runner pid $RUNNER_PID, gateway pid $GATEWAY_PID; Ctrl-C stops both"
+if [[ "${SLUICE_GATEWAY__DEV_MODE:-true}" == "true" ]]; then
+    log "demo page: http://${SLUICE_GATEWAY__LISTEN:-127.0.0.1:8080}/demo/ (development mode)"
+fi
 
 rc=0
 wait -n "$RUNNER_PID" "$GATEWAY_PID" || rc=$?

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Run the whole Sluice test suite:
 #   1. deploy/provision.sh with SLUICE_PG_FAST=1 (no fsync; tests only)
-#   2. cargo build --workspace --bins (the end-to-end tests run the binaries)
-#   3. cargo nextest run --workspace --no-fail-fast [ARGS...]
+#   2. the browser tests' tools: Debian's chromium (if /usr/bin/chromium is
+#      missing) and `npm ci` in proto/js (from its package-lock.json)
+#   3. `npm test` in proto/js: generated types and built dist/ up to date,
+#      client unit tests (fake socket)
+#   4. cargo build --workspace --bins (the end-to-end tests run the binaries)
+#   5. cargo nextest run --workspace --no-fail-fast [ARGS...]
 #      (cargo test --workspace --no-fail-fast [ARGS...] if nextest is missing)
-# Extra arguments go to the test runner. Exits with the test runner's status.
+# Extra arguments go to the test runner. Exits non-zero if `npm test` or
+# the test runner failed.
 #
 # Exported for the tests: SLUICE_STATE_DIR, SLUICE_PG_PORT, SLUICE_AMQP_PORT,
 # SLUICE_AMQP_DIST_PORT, SLUICE_PG_FAST, SLUICE_REPO_ROOT,
@@ -30,6 +35,20 @@ bash "$SLUICE_DEPLOY_DIR/provision.sh"
 SLUICE_SERVICES_SH="$SLUICE_DEPLOY_DIR/services.sh"
 export SLUICE_DATABASE__URL SLUICE_AMQP__URL SLUICE_SERVICES_SH SLUICE_REPO_ROOT
 
+if [[ ! -x /usr/bin/chromium ]]; then
+    log "installing chromium (the browser end-to-end test drives it)"
+    apt-get -o DPkg::Lock::Timeout=600 install -y chromium
+fi
+log "npm ci in proto/js"
+phase_start="$(now_s)"
+(cd proto/js && npm ci --no-audit --no-fund)
+log "npm ci done in $(elapsed_fmt "$phase_start")s"
+
+npm_rc=0
+log "running: npm test in proto/js (type and dist drift checks, client unit tests)"
+(cd proto/js && npm test) || npm_rc=$?
+log "npm test finished with exit code $npm_rc"
+
 log "building workspace binaries"
 phase_start="$(now_s)"
 cargo build --workspace --bins
@@ -45,4 +64,8 @@ else
     cargo test --workspace --no-fail-fast "$@" || rc=$?
 fi
 log "tests finished with exit code $rc in $(elapsed_fmt "$phase_start")s (total $(elapsed_fmt "$TEST_START")s)"
+if (( rc == 0 && npm_rc != 0 )); then
+    log "npm test in proto/js failed (exit code $npm_rc)"
+    rc="$npm_rc"
+fi
 exit "$rc"

@@ -11,6 +11,10 @@
 //!   encoded `event` frame. Each gateway binds its own queue to it.
 //! - `<p>.control`: durable fanout exchange of [`sluice_proto::ControlMessage`]s
 //!   (cancel requests); each runner binds its own queue to it.
+//! - `<p>.jobs.retry.<ms>ms`: durable delay queues, one per backoff tier; a
+//!   transiently failed job waits there (TTL) and is dead-lettered back into
+//!   `<p>.jobs`. Named by their delay, so changing the base delay makes new
+//!   queues instead of clashing with the old ones' arguments.
 
 use std::time::Duration;
 
@@ -27,6 +31,34 @@ pub const SETUP_ATTEMPT: Duration = Duration::from_secs(5);
 /// Header carrying the publisher's wall clock (ms) on every message, so the
 /// gateway can measure event delivery latency.
 pub const PUBLISHED_MS_HEADER: &str = "sluice-published-ms";
+
+/// Header counting how often a job went through a retry tier.
+pub const RETRIES_HEADER: &str = "sluice-retries";
+/// Header on a dead-lettered job: deliveries it had.
+pub const ATTEMPTS_HEADER: &str = "sluice-attempts";
+/// Header on a dead-lettered job: its last error.
+pub const LAST_ERROR_HEADER: &str = "sluice-last-error";
+
+/// An integer header of a received message, if present.
+pub fn header_int(properties: &BasicProperties, name: &str) -> Option<i64> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
+        _ => None,
+    }
+}
+
+/// A string header of a received message, if present.
+pub fn header_str(properties: &BasicProperties, name: &str) -> Option<String> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
 
 /// The [`PUBLISHED_MS_HEADER`] of a received message, if present.
 pub fn published_ms(properties: &BasicProperties) -> Option<u64> {
@@ -113,6 +145,51 @@ impl Topology {
                 args,
             )
             .await?;
+        Ok(())
+    }
+
+    /// The delay queue of retry tier `tier` (1-based): `base * 2^(tier-1)`.
+    pub fn retry_queue(&self, base: Duration, tier: u32) -> (String, Duration) {
+        let delay = base * 2u32.saturating_pow(tier.saturating_sub(1));
+        (
+            format!("{}.retry.{}ms", self.jobs_queue, delay.as_millis()),
+            delay,
+        )
+    }
+
+    /// Declares the retry tiers `1..=tiers` for `base`. Idempotent.
+    pub async fn declare_retry(
+        &self,
+        channel: &Channel,
+        base: Duration,
+        tiers: u32,
+    ) -> Result<(), lapin::Error> {
+        for tier in 1..=tiers {
+            let (name, delay) = self.retry_queue(base, tier);
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(delay.as_millis() as i64),
+            );
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString("".into()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(self.jobs_queue.as_str().into()),
+            );
+            channel
+                .queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    args,
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -204,16 +281,50 @@ pub async fn publish_confirmed(
     durability: Durability,
     timeout: Duration,
 ) -> Result<(), PublishError> {
+    publish_confirmed_with(
+        channel,
+        exchange,
+        routing_key,
+        body,
+        durability,
+        timeout,
+        Extras::default(),
+    )
+    .await
+}
+
+/// Optional message properties beyond the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Extras {
+    /// Headers added to the message (beside the published-ms one).
+    pub headers: FieldTable,
+    /// Per-message TTL (a delay queue dead-letters it when it expires).
+    pub expiration: Option<Duration>,
+}
+
+/// [`publish_confirmed`] with extra headers and an expiration.
+pub async fn publish_confirmed_with(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    durability: Durability,
+    timeout: Duration,
+    extras: Extras,
+) -> Result<(), PublishError> {
     let persistent = durability == Durability::Persistent;
-    let mut headers = FieldTable::default();
+    let mut headers = extras.headers;
     headers.insert(
         PUBLISHED_MS_HEADER.into(),
         AMQPValue::LongLongInt(crate::now_ms() as i64),
     );
-    let props = BasicProperties::default()
+    let mut props = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(if persistent { 2 } else { 1 })
         .with_headers(headers);
+    if let Some(ttl) = extras.expiration {
+        props = props.with_expiration(ttl.as_millis().to_string().into());
+    }
     let publish = async {
         let confirm = channel
             .basic_publish(
@@ -306,11 +417,40 @@ impl ConfirmChannel {
         durability: Durability,
         timeout: Duration,
     ) -> Result<(), PublishError> {
+        self.publish_with(
+            exchange,
+            routing_key,
+            body,
+            durability,
+            timeout,
+            Extras::default(),
+        )
+        .await
+    }
+
+    /// [`ConfirmChannel::publish`] with extra headers and an expiration.
+    pub async fn publish_with(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        durability: Durability,
+        timeout: Duration,
+        extras: Extras,
+    ) -> Result<(), PublishError> {
         let channel = tokio::time::timeout(timeout, self.channel())
             .await
             .map_err(|_| PublishError::Timeout(timeout))??;
-        let outcome =
-            publish_confirmed(&channel, exchange, routing_key, body, durability, timeout).await;
+        let outcome = publish_confirmed_with(
+            &channel,
+            exchange,
+            routing_key,
+            body,
+            durability,
+            timeout,
+            extras,
+        )
+        .await;
         if outcome.is_err() {
             self.discard(&channel).await;
         }

@@ -134,6 +134,10 @@ pub struct GatewayConfig {
     /// Proxies (IP addresses) whose `X-Forwarded-For` is believed for the
     /// client address in logs; requests from others are taken at face value.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Development mode: serves the demo page (`/demo/`), the browser client
+    /// and `POST /v1/dev/token`, which signs a token for any user. Never in
+    /// production.
+    pub dev_mode: bool,
 }
 
 impl Default for GatewayConfig {
@@ -156,6 +160,7 @@ impl Default for GatewayConfig {
                 std::net::IpAddr::from([127, 0, 0, 1]),
                 std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
             ],
+            dev_mode: false,
         }
     }
 }
@@ -174,7 +179,8 @@ pub struct RunnerConfig {
     pub relay_interval_ms: u64,
     /// Deliveries of one job before it is failed for good.
     pub max_attempts: u32,
-    /// Pause before handing a transiently failed job back to the queue.
+    /// First retry delay: retry n of a transiently failed job waits in a
+    /// broker delay queue for `retry_delay_ms * 2^(n-1)` (jittered).
     pub retry_delay_ms: u64,
     /// Time limit of a job whose kind has no limit of its own.
     pub default_timeout_ms: u64,

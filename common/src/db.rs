@@ -33,8 +33,12 @@ pub enum DbError {
 pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
     let mut cfg = deadpool_postgres::Config::new();
     cfg.url = Some(config.url.clone());
+    // Verified: a pooled connection is checked with an empty query before
+    // reuse. After a PostgreSQL restart (or a terminated backend) a dead
+    // connection is not yet marked closed; Fast recycling would hand it out
+    // and the next query would fail. One local round trip per checkout.
     cfg.manager = Some(ManagerConfig {
-        recycling_method: RecyclingMethod::Fast,
+        recycling_method: RecyclingMethod::Verified,
     });
     let mut pool_cfg = PoolConfig::new(config.pool_size);
     pool_cfg.timeouts = Timeouts {

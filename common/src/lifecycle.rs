@@ -18,8 +18,11 @@ pub enum Claim {
     },
     /// Already ended (done, failed or cancelled): acknowledge and skip.
     Finished,
-    /// Delivered more often than `max_attempts`: fail it.
-    Exhausted { attempts: i32 },
+    /// Delivered more often than `max_attempts`: fail it and dead-letter it.
+    Exhausted {
+        attempts: i32,
+        last_error: Option<String>,
+    },
     /// Cancellation was requested while it was running (the runner that had
     /// it died): record it as cancelled.
     CancelRequested,
@@ -40,7 +43,7 @@ pub async fn claim<C: GenericClient>(
     .await?;
     let row = tx
         .query_one(
-            "SELECT status, attempts, cancel_requested FROM jobs WHERE id = $1 FOR UPDATE",
+            "SELECT status, attempts, cancel_requested, last_error FROM jobs WHERE id = $1 FOR UPDATE",
             &[&job.job_id],
         )
         .await?;
@@ -59,7 +62,10 @@ pub async fn claim<C: GenericClient>(
     )
     .await?;
     if attempts as u32 > max_attempts {
-        return Ok(Claim::Exhausted { attempts });
+        return Ok(Claim::Exhausted {
+            attempts: attempts - 1,
+            last_error: row.get(3),
+        });
     }
     let running = if status == "running" {
         None
@@ -360,4 +366,38 @@ pub async fn mark_queued<C: GenericClient>(
     )
     .await?;
     Ok(())
+}
+
+/// Records a transient failure of an attempt (best effort, for operators
+/// and the dead-letter record).
+pub async fn record_transient<C: GenericClient>(
+    client: &C,
+    job_id: uuid::Uuid,
+    error: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE jobs SET last_error = $2, updated_at = now() WHERE id = $1",
+            &[&job_id, &error],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Makes a failed job runnable again (replay from the dead-letter queue):
+/// `queued`, attempts and errors cleared. Returns false if the job is not
+/// `failed` (or does not exist), in which case nothing changed.
+pub async fn reset_for_replay<C: GenericClient>(
+    client: &C,
+    job_id: uuid::Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let changed = client
+        .execute(
+            "UPDATE jobs SET status = 'queued', attempts = 0, error = NULL, last_error = NULL,
+                    result = NULL, cancel_requested = false, updated_at = now()
+             WHERE id = $1 AND status = 'failed'",
+            &[&job_id],
+        )
+        .await?;
+    Ok(changed == 1)
 }

@@ -34,6 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             }),
         )
         .merge(api)
+        .merge(crate::demo::router(state.config.gateway.dev_mode))
         .fallback(no_route)
         .with_state(state)
 }

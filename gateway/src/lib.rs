@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod broker;
+pub mod demo;
 pub mod http;
 pub mod jobs;
 pub mod registry;
@@ -81,6 +82,7 @@ pub async fn serve(
         amqp: conn,
         shutdown: shutdown.clone(),
         sessions: TaskTracker::new(),
+        broker_reconnects: tokio::sync::watch::Sender::new(0),
         ws_config,
         metrics,
         config,
@@ -102,6 +104,7 @@ pub async fn serve(
         })
     };
 
+    let reconnect_watch = tokio::spawn(watch_broker_reconnects(state.clone()));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
     let app = http::router(state.clone());
@@ -144,6 +147,7 @@ pub async fn serve(
     tracing::info!("drained");
     // If the event consumer is what stopped us, say so with a failure exit,
     // so a supervisor restarts the gateway.
+    reconnect_watch.abort();
     let consumer_failed = events.is_finished();
     events.abort();
     let _ = state.amqp.close(200, "gateway stopping".into()).await;
@@ -180,5 +184,24 @@ async fn connect_broker(
             let _ = conn.close(200, "setup failed".into()).await;
             Err(e.into())
         }
+    }
+}
+
+/// Watches the broker connection; after it comes back, tells every session
+/// to catch up on stored events, twice: once the queues are likely re-bound
+/// (1 s) and once more in case re-binding was slow (5 s).
+async fn watch_broker_reconnects(state: Arc<AppState>) {
+    let mut was_connected = true;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let connected = state.amqp.status().connected();
+        if connected && !was_connected {
+            tracing::info!("broker connection is back; sessions will catch up on missed events");
+            for wait in [1, 4] {
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+                state.broker_reconnects.send_modify(|n| *n += 1);
+            }
+        }
+        was_connected = connected;
     }
 }

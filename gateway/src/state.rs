@@ -34,6 +34,9 @@ pub struct AppState {
     pub amqp: Arc<Connection>,
     /// Cancelled when the gateway drains; sessions close with 1012.
     pub shutdown: CancellationToken,
+    /// Bumped after the broker connection comes back; every session then
+    /// catches up on events it may have missed meanwhile.
+    pub broker_reconnects: tokio::sync::watch::Sender<u64>,
     /// Every session task, so shutdown can wait for them to finish.
     pub sessions: TaskTracker,
     /// Buffer sizes and limits of each WebSocket.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use sluice_common::amqp;
 use sluice_common::config::RunnerConfig;
 use sluice_common::lifecycle::{self, Claim, Outcome};
 use sluice_common::metrics as m;
@@ -72,6 +73,9 @@ pub struct Runner {
     pub settings: RunnerConfig,
     pub events: Arc<EventPublisher>,
     pub in_flight: Arc<InFlight>,
+    /// Sends transiently failed jobs to their delay tier, exhausted ones to
+    /// the dead-letter exchange.
+    pub retrier: crate::retry::Retrier,
     /// Cancelled when the shutdown grace is over: jobs still running are
     /// rolled back and handed back to the queue for another runner.
     pub hand_back: CancellationToken,
@@ -156,7 +160,7 @@ async fn handle(runner: &Runner, delivery: Delivery) {
         let started = std::time::Instant::now();
         let outcome = run_job(runner, &job, &cancel).await;
         let label = match &outcome {
-            Ok(label) => *label,
+            Ok(ended) => ended.label,
             Err(_) if runner.hand_back.is_cancelled() => "handed_back",
             Err(_) => "retried",
         };
@@ -167,29 +171,99 @@ async fn handle(runner: &Runner, delivery: Delivery) {
         metrics::gauge!(m::JOBS_IN_FLIGHT).decrement(1.0);
         runner.in_flight.leave(job.job_id);
         match outcome {
-            Ok(_) => {
+            Ok(ended) => {
+                if let Some((attempts, last_error)) = ended.dead_letter {
+                    // The failure and its event are committed; keep a copy for operators.
+                    match runner
+                        .retrier
+                        .dead_letter(&delivery.data, attempts, last_error.as_deref())
+                        .await
+                    {
+                        Ok(()) => {
+                            tracing::warn!(attempts, "job exhausted its attempts: dead-lettered")
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not dead-letter an exhausted job")
+                        }
+                    }
+                }
                 if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
                     // The outcome is committed; a redelivery will be skipped.
                     tracing::warn!(error = %e, "ack failed");
                 }
             }
-            Err(failure) => {
-                tracing::warn!(error = %failure, "job attempt failed; handing it back");
-                if !runner.hand_back.is_cancelled() {
-                    tokio::time::sleep(Duration::from_millis(runner.settings.retry_delay_ms)).await;
-                }
-                let requeue = BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                };
-                if let Err(e) = delivery.nack(requeue).await {
-                    tracing::warn!(error = %e, "nack failed; the broker redelivers on channel close");
-                }
-            }
+            Err(failure) => retry_later(runner, &job, &delivery, &failure).await,
         }
     }
     .instrument(span)
     .await
+}
+
+/// A transient failure: record it, then send the job to wait in its retry
+/// tier and acknowledge this delivery (no slot is held while it waits). On
+/// shutdown, or if the broker refuses the retry, hand it straight back.
+async fn retry_later(
+    runner: &Runner,
+    job: &OwnedJobEnvelope,
+    delivery: &Delivery,
+    failure: &JobFailure,
+) {
+    match runner.pool.get().await {
+        Ok(client) => {
+            if let Err(e) =
+                lifecycle::record_transient(&**client, job.job_id, &failure.to_string()).await
+            {
+                tracing::warn!(error = %e, "could not record the transient failure");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not record the transient failure"),
+    }
+    if !runner.hand_back.is_cancelled() {
+        let retries = amqp::header_int(&delivery.properties, amqp::RETRIES_HEADER)
+            .map_or(1, |n| n.max(0) as u32 + 1);
+        match runner.retrier.schedule(&delivery.data, retries).await {
+            Ok(wait) => {
+                tracing::warn!(error = %failure, retries, wait_ms = wait.as_millis() as u64, "job attempt failed; retrying later");
+                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                    // The retry copy exists; a redelivery of this one is
+                    // skipped or run once by the claim's row lock.
+                    tracing::warn!(error = %e, "ack after scheduling a retry failed");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not schedule a retry; requeueing after a pause");
+                tokio::time::sleep(Duration::from_millis(runner.settings.retry_delay_ms)).await;
+            }
+        }
+    } else {
+        tracing::info!(error = %failure, "handing the job back for another runner");
+    }
+    let requeue = BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    };
+    if let Err(e) = delivery.nack(requeue).await {
+        tracing::warn!(error = %e, "nack failed; the broker redelivers on channel close");
+    }
+}
+
+/// How an attempt ended, when it did not need a retry.
+pub struct Ended {
+    /// The metric label of the outcome.
+    pub label: &'static str,
+    /// For a job that used up its attempts: (attempts, last error), to
+    /// dead-letter a copy.
+    pub dead_letter: Option<(i32, Option<String>)>,
+}
+
+impl Ended {
+    fn plain(label: &'static str) -> Self {
+        Self {
+            label,
+            dead_letter: None,
+        }
+    }
 }
 
 /// Why the handler did not finish.
@@ -207,21 +281,29 @@ async fn run_job(
     runner: &Runner,
     job: &OwnedJobEnvelope,
     cancel: &CancellationToken,
-) -> Result<&'static str, JobFailure> {
+) -> Result<Ended, JobFailure> {
     let mut client = runner.pool.get().await?;
     let tx = client.transaction().await?;
     let claim = lifecycle::claim(&*tx, job, runner.settings.max_attempts).await?;
     tx.commit().await?;
 
+    let dead_letter = match &claim {
+        Claim::Exhausted {
+            attempts,
+            last_error,
+        } => Some((*attempts, last_error.clone())),
+        _ => None,
+    };
     let outcome = match claim {
         Claim::Finished => {
             tracing::info!("job already ended; skipping redelivery");
-            return Ok("skipped");
+            return Ok(Ended::plain("skipped"));
         }
         Claim::CancelRequested => Outcome::Cancelled,
-        Claim::Exhausted { attempts } => {
-            Outcome::Failed(lifecycle::exhausted_error(attempts, None))
-        }
+        Claim::Exhausted {
+            attempts,
+            ref last_error,
+        } => Outcome::Failed(lifecycle::exhausted_error(attempts, last_error.as_deref())),
         Claim::Run { attempt, running } => {
             if let Some(event) = running {
                 runner.events.publish_stored(&**client, &event).await;
@@ -267,7 +349,7 @@ async fn run_job(
                         "job done"
                     );
                     runner.events.publish_stored(&**client, &event).await;
-                    return Ok("done");
+                    return Ok(Ended::plain("done"));
                 }
                 Ok(Err(JobFailure::Permanent(error))) => {
                     tx.rollback().await?;
@@ -318,5 +400,12 @@ async fn run_job(
     let event = lifecycle::finish(&*tx, job, outcome).await?;
     tx.commit().await?;
     runner.events.publish_stored(&**client, &event).await;
-    Ok(label)
+    Ok(Ended {
+        label: if dead_letter.is_some() {
+            "exhausted"
+        } else {
+            label
+        },
+        dead_letter,
+    })
 }

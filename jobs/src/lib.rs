@@ -5,9 +5,11 @@
 pub mod catalog;
 pub mod consumer;
 pub mod control;
+pub mod dead;
 pub mod error;
 pub mod handlers;
 pub mod relay;
+pub mod retry;
 pub mod rows;
 
 use std::sync::Arc;
@@ -35,6 +37,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 struct Broker {
     conn: Arc<lapin::Connection>,
     events_channel: amqp::ConfirmChannel,
+    retrier: retry::Retrier,
     jobs_channel: lapin::Channel,
     consumer: lapin::Consumer,
 }
@@ -65,6 +68,16 @@ async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Res
         let _ = declare.close(200, "declared".into()).await;
         let jobs_channel = conn.create_channel().await?;
         topology.declare_jobs(&jobs_channel).await?;
+        let retry_base = Duration::from_millis(config.runner.retry_delay_ms);
+        topology
+            .declare_retry(&jobs_channel, retry_base, retry::TIERS)
+            .await?;
+        let retrier = retry::Retrier::new(
+            amqp::ConfirmChannel::open(conn.clone()).await?,
+            topology.clone(),
+            retry_base,
+            Duration::from_millis(config.amqp.publish_timeout_ms),
+        );
         jobs_channel
             .basic_qos(config.runner.concurrency, BasicQosOptions::default())
             .await?;
@@ -76,12 +89,13 @@ async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Res
                 FieldTable::default(),
             )
             .await?;
-        Ok::<_, lapin::Error>((events_channel, jobs_channel, consumer))
+        Ok::<_, lapin::Error>((events_channel, retrier, jobs_channel, consumer))
     };
     match setup.await {
-        Ok((events_channel, jobs_channel, consumer)) => Ok(Broker {
+        Ok((events_channel, retrier, jobs_channel, consumer)) => Ok(Broker {
             conn,
             events_channel,
+            retrier,
             jobs_channel,
             consumer,
         }),
@@ -160,6 +174,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         settings: config.runner.clone(),
         events: publisher,
         in_flight,
+        retrier: broker.retrier,
         hand_back: CancellationToken::new(),
     });
     let grace = Duration::from_millis(config.runner.shutdown_grace_ms);

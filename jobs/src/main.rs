@@ -24,6 +24,11 @@ enum Command {
     Run,
     /// Apply database migrations and exit.
     Migrate,
+    /// Inspect and act on the dead-letter queue.
+    Dead {
+        #[command(subcommand)]
+        action: sluice_jobs::dead::DeadCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Run) {
             Command::Migrate => sluice_jobs::migrate(&config).await,
+            Command::Dead { action } => sluice_jobs::dead::run(&config, action).await,
             Command::Run => {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(cancel_on_signal(shutdown.clone()));

@@ -7,11 +7,11 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::MAX_REF_CHARS;
-use crate::job::{JobArgsError, JobKind};
+use crate::job::{JobArgsError, JobKind, JobRequest};
 
 /// A decoded client frame, borrowing from the text it was read from.
 #[derive(Debug)]
@@ -36,10 +36,11 @@ pub struct Hello {
 }
 
 /// `hello.resume`: where the client's event stream stopped.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Resume {
     /// The session id the client had; informational, seqs are per user.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     /// The last stored `seq` the client saw.
     pub after: u64,
@@ -54,6 +55,43 @@ pub struct Submit<'a> {
     pub kind: JobKind,
     /// The job's args, exactly as the client sent them.
     pub args: &'a RawValue,
+}
+
+/// A client frame in owned, encodable form: what a client sends. The
+/// gateway reads frames with [`ClientFrame::decode`]; a test keeps the two
+/// in agreement, and the TypeScript client's types are generated from this.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutgoingFrame {
+    /// Authenticate (and optionally resume); must be the first frame.
+    Hello {
+        /// JWT; may be omitted when the upgrade request carried `Authorization`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// Where the client's event stream stopped, when reconnecting.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<Resume>,
+    },
+    /// Round-trip probe, answered with `pong` carrying the same id.
+    Ping { id: u64 },
+    /// Queue a job; answered with `accepted` or `error` carrying the same `ref`.
+    Submit {
+        /// The client's correlation string, at most 64 characters.
+        #[serde(rename = "ref")]
+        reference: String,
+        job: JobRequest,
+    },
+    /// Cancel one of the user's jobs.
+    Cancel { job_id: String },
+}
+
+impl OutgoingFrame {
+    /// The frame as JSON text.
+    pub fn encode(&self) -> String {
+        // Only string keys and finite numbers: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// Why a text frame was refused; each maps to an `error` frame.
@@ -219,6 +257,65 @@ mod tests {
         assert!(matches!(
             ClientFrame::decode(r#"{"type":"cancel","job_id":"x"}"#).unwrap(),
             ClientFrame::Cancel { job_id } if job_id == "x"
+        ));
+    }
+
+    #[test]
+    fn outgoing_frames_decode_as_what_they_say() {
+        use crate::job::{BatchUpsertArgs, SleepArgs};
+        let hello = OutgoingFrame::Hello {
+            token: Some("t".into()),
+            resume: Some(Resume {
+                session: Some("s".into()),
+                after: 9,
+            }),
+        };
+        match ClientFrame::decode(&hello.encode()).unwrap() {
+            ClientFrame::Hello(h) => {
+                assert_eq!(h.token.as_deref(), Some("t"));
+                assert_eq!(h.resume.map(|r| r.after), Some(9));
+            }
+            other => panic!("{other:?}"),
+        }
+        let bare = OutgoingFrame::Hello {
+            token: None,
+            resume: None,
+        };
+        assert_eq!(bare.encode(), r#"{"type":"hello"}"#);
+        assert!(matches!(
+            ClientFrame::decode(&OutgoingFrame::Ping { id: 3 }.encode()).unwrap(),
+            ClientFrame::Ping { id: 3 }
+        ));
+        let mut row = serde_json::Map::new();
+        row.insert("id".into(), 1.into());
+        row.insert("value".into(), "one".into());
+        let jobs = [
+            JobRequest::Sleep(SleepArgs { ms: 5 }),
+            JobRequest::BatchUpsert(BatchUpsertArgs {
+                table: "items".into(),
+                key: vec!["id".into()],
+                rows: vec![row],
+            }),
+        ];
+        for job in jobs {
+            let kind = job.kind();
+            let text = OutgoingFrame::Submit {
+                reference: "r".into(),
+                job,
+            }
+            .encode();
+            match ClientFrame::decode(&text).unwrap() {
+                ClientFrame::Submit(s) => {
+                    assert_eq!(s.reference, "r");
+                    assert_eq!(s.kind, kind, "{text}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let cancel = OutgoingFrame::Cancel { job_id: "j".into() };
+        assert!(matches!(
+            ClientFrame::decode(&cancel.encode()).unwrap(),
+            ClientFrame::Cancel { job_id } if job_id == "j"
         ));
     }
 

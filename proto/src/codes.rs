@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a request or a job failed; clients branch on this, never on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The frame or body could not be understood (bad JSON, unknown type, missing field).

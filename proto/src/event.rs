@@ -7,6 +7,7 @@ use crate::ErrorCode;
 
 /// Where a job is in its lifecycle, as seen in `event` frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     Queued,
@@ -42,6 +43,7 @@ impl EventStatus {
 
 /// `event.progress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Progress {
     pub done: u64,
     pub total: u64,
@@ -49,6 +51,7 @@ pub struct Progress {
 
 /// `event.error`, also stored on a failed job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct JobError {
     pub code: ErrorCode,
     pub message: String,
@@ -56,6 +59,7 @@ pub struct JobError {
 
 /// The body of an `event` frame (without its `type` tag).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct EventFrame {
     /// The user's next seq for stored events; 0 for `progress`.
     pub seq: u64,

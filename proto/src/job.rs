@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 /// The job kinds this version of Sluice runs (PROTOCOL.md section 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// Upsert rows into an allow-listed table in one transaction.
@@ -60,6 +61,7 @@ pub enum JobArgsError {
 
 /// Args of `sleep`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SleepArgs {
     /// How long to hold the connection in `pg_sleep`.
     pub ms: u64,
@@ -78,6 +80,42 @@ impl SleepArgs {
         }
         Ok(parsed)
     }
+}
+
+/// A job as a client asks for it: `{kind, args}` with the args typed by
+/// kind. The gateway reads submits with [`crate::ClientFrame::decode`]
+/// (args kept raw); this owned form is for clients, and the TypeScript
+/// client's types are generated from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(tag = "kind", content = "args", rename_all = "snake_case")]
+pub enum JobRequest {
+    /// Upsert rows into an allow-listed table in one transaction.
+    BatchUpsert(BatchUpsertArgs),
+    /// Hold one pooled connection in `pg_sleep`.
+    Sleep(SleepArgs),
+}
+
+impl JobRequest {
+    /// The request's kind.
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobRequest::BatchUpsert(_) => JobKind::BatchUpsert,
+            JobRequest::Sleep(_) => JobKind::Sleep,
+        }
+    }
+}
+
+/// Args of `batch_upsert`, owned (the client's side of [`BatchUpsertHead`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct BatchUpsertArgs {
+    /// Target table; must be in the runner's `tables` allow-list.
+    pub table: String,
+    /// The conflict key columns (a unique index must cover them).
+    pub key: Vec<String>,
+    /// The rows: objects that all have the first row's columns.
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The head of `batch_upsert` args: table and key parsed, rows left raw.

@@ -10,10 +10,16 @@ pub mod event;
 pub mod job;
 pub mod server;
 
-pub use client::{ClientFrame, DecodeError, Hello, Resume, Submit};
+#[cfg(test)]
+mod schema;
+
+pub use client::{ClientFrame, DecodeError, Hello, OutgoingFrame, Resume, Submit};
 pub use codes::ErrorCode;
 pub use event::{EventFrame, EventHead, EventStatus, JobError, Progress};
-pub use job::{ControlMessage, JobArgsError, JobEnvelope, JobKind, OwnedJobEnvelope};
+pub use job::{
+    BatchUpsertArgs, ControlMessage, JobArgsError, JobEnvelope, JobKind, JobRequest,
+    OwnedJobEnvelope,
+};
 pub use server::ServerFrame;
 
 /// Longest `ref` a client may attach to a `submit` (PROTOCOL.md: 64 chars).

@@ -7,6 +7,7 @@ use crate::{ErrorCode, EventFrame};
 
 /// A server-to-client frame; encoded once and sent as text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// The answer to `hello`.

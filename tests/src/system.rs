@@ -313,6 +313,26 @@ impl System {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Runs `sluice-jobs <args>` against this system (its AMQP prefix) and
+    /// returns its standard output; panics if it fails.
+    pub fn jobs_cli(&self, args: &[&str]) -> String {
+        let output = Command::new(binary("sluice-jobs"))
+            .args(args)
+            .env("SLUICE_AMQP__PREFIX", &self.prefix)
+            .env("SLUICE_LOG__FILTER", "warn")
+            .env_remove("SLUICE_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running sluice-jobs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "sluice-jobs {args:?} failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
     /// Where this system's logs are.
     pub fn logs(&self) -> &Path {
         &self.logs

@@ -69,6 +69,10 @@ enum TaskDone {
         gap: Gap,
         rows: Result<Vec<(u64, String)>, String>,
     },
+    /// Stored events after the last one sent, read after a broker reconnect.
+    CatchUp {
+        rows: Result<Vec<(u64, String)>, String>,
+    },
 }
 
 /// The upgrade's outcome as far as authentication goes: the claims from an
@@ -163,6 +167,7 @@ where
         let mut heartbeat = tokio::time::interval_at(Instant::now() + beat, beat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.state.shutdown.clone();
+        let mut reconnects = self.state.broker_reconnects.subscribe();
         // When draining, the moment this session closes with 1012: a random
         // point in the spread, and not before its own submits are answered.
         let mut drain_at: Option<Instant> = None;
@@ -180,6 +185,10 @@ where
                     Ok(())
                 }
                 _ = sleep_until(close_due) => Err(End::close(1012, "server restarting")),
+                Ok(()) = reconnects.changed() => {
+                    self.catch_up();
+                    Ok(())
+                }
                 frame = self.ws.next() => self.on_frame(frame).await,
                 delivery = inbox.recv() => match delivery {
                     Some(delivery) => {
@@ -373,25 +382,20 @@ where
                     .await?;
                 }
             }
+            TaskDone::CatchUp { rows } => match rows {
+                Ok(rows) => {
+                    if !rows.is_empty() {
+                        tracing::info!(events = rows.len(), "caught up after a broker reconnect");
+                    }
+                    self.push_stored(rows, &mut out);
+                }
+                Err(e) => tracing::warn!(error = %e, "catch-up read failed"),
+            },
             TaskDone::GapRead { gap, rows } => {
                 self.gap_reading = false;
                 match rows {
                     Ok(rows) => {
-                        for (seq, frame) in rows {
-                            match EventHead::decode(frame.as_bytes()) {
-                                Ok(head) => self.seq.push(
-                                    Delivery {
-                                        head,
-                                        frame: Utf8Bytes::from(frame),
-                                        published_ms: 0,
-                                    },
-                                    &mut out,
-                                ),
-                                Err(e) => {
-                                    tracing::error!(seq, error = %e, "stored event does not decode")
-                                }
-                            }
-                        }
+                        self.push_stored(rows, &mut out);
                         if self.seq.gap().is_some_and(|g| g.after == gap.after) {
                             tracing::warn!(?gap, "events missing from the log; skipping ahead");
                             self.seq.skip_to(gap.upto + 1, &mut out);
@@ -405,6 +409,46 @@ where
             }
         }
         self.send_released(out).await
+    }
+
+    /// Feeds events read back from the log to the sequencer.
+    fn push_stored(&mut self, rows: Vec<(u64, String)>, out: &mut Vec<Delivery>) {
+        for (seq, frame) in rows {
+            match EventHead::decode(frame.as_bytes()) {
+                Ok(head) => self.seq.push(
+                    Delivery {
+                        head,
+                        frame: Utf8Bytes::from(frame),
+                        published_ms: 0,
+                    },
+                    out,
+                ),
+                Err(e) => tracing::error!(seq, error = %e, "stored event does not decode"),
+            }
+        }
+    }
+
+    /// Reads, in the background and after a random pause (so not every
+    /// session hits the database at once), the user's stored events after
+    /// the last one sent. Events published while this gateway's queue was
+    /// being re-declared after a broker restart were confirmed by the broker
+    /// but reached no one; this is how open sessions still get them.
+    fn catch_up(&mut self) {
+        let pool = self.state.pool.clone();
+        let user = self.user.clone();
+        let after = self.seq.last_sent();
+        let done = self.tasks_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 1000)).await;
+            let rows = async {
+                let client = pool.get().await.map_err(|e| e.to_string())?;
+                events::read_range(&**client, &user, after, i64::MAX as u64, 10_000)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            let _ = done.send(TaskDone::CatchUp { rows });
+        });
     }
 
     /// Writes what the sequencer released and re-arms the gap timer.

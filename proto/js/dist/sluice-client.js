@@ -1,0 +1,490 @@
+export const DEFAULT_BACKOFF = { baseMs: 250, maxMs: 30000, factor: 2 };
+/** Close codes with a meaning to the client (docs/protocol.md). */
+export const CloseCode = {
+    Normal: 1000,
+    /** Heartbeat timeout: reconnect at once. */
+    GoingAway: 1001,
+    /** Auth failure, no hello, too many bad frames: do not retry. */
+    PolicyViolation: 1008,
+    /** The gateway is draining: reconnect (elsewhere) and resume. */
+    ServiceRestart: 1012,
+    /** Try again later. */
+    TryAgainLater: 1013,
+};
+/** 1008 stops; 1001 retries at once; everything else (1012, 1013, 1006, ...) retries with backoff. */
+export function closeAction(code) {
+    if (code === CloseCode.PolicyViolation)
+        return "stop";
+    if (code === CloseCode.GoingAway)
+        return "retry-now";
+    return "retry";
+}
+/** The delay before reconnect attempt `attempt` (0-based): full jitter. */
+export function backoffDelay(attempt, options = DEFAULT_BACKOFF, random = Math.random) {
+    const ceiling = Math.min(options.maxMs, options.baseMs * Math.pow(options.factor, attempt));
+    return Math.floor(random() * ceiling);
+}
+/** An error the client reports: an `error` frame, a close, or a lost connection. */
+export class SluiceError extends Error {
+    constructor(code, message, extra = {}) {
+        super(message);
+        this.name = "SluiceError";
+        this.code = code;
+        this.closeCode = extra.closeCode;
+        this.ref = extra.ref;
+    }
+}
+/** Statuses that end a job's event stream. */
+export function isTerminal(status) {
+    return status === "done" || status === "failed" || status === "cancelled";
+}
+/**
+ * A Sluice connection that keeps itself up. Create it, call `connect()`,
+ * and `close()` when done.
+ */
+export class SluiceClient {
+    constructor(options) {
+        this.socket = null;
+        this.stateValue = "idle";
+        this.stateListeners = new Set();
+        this.attempt = 0;
+        this.retryTimer = null;
+        this.connectTimer = null;
+        this.generation = 0;
+        this.session = null;
+        this.welcomeValue = null;
+        this.resumeSent = false;
+        this.refCounter = 0;
+        this.pingCounter = 0;
+        this.submits = new Map();
+        this.pings = new Map();
+        this.queued = [];
+        this.jobs = new Map();
+        this.endedOrder = [];
+        /** Reconnects made (not counting the first connect). */
+        this.reconnects = 0;
+        /** Stored events dropped because their seq was already seen. */
+        this.duplicatesDropped = 0;
+        this.options = options;
+        this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+        this.random = options.random ?? Math.random;
+        this.now = options.now ?? (() => globalThis.performance?.now() ?? Date.now());
+        this.openSocket =
+            options.socket ??
+                ((url) => {
+                    const Ctor = globalThis.WebSocket;
+                    if (!Ctor)
+                        throw new Error("no WebSocket in this environment: pass options.socket");
+                    return new Ctor(url);
+                });
+        this.seq = options.lastSeq ?? 0;
+        this.hasSeq = options.lastSeq !== undefined;
+    }
+    /** The current connection state. */
+    get state() {
+        return this.stateValue;
+    }
+    /** The last stored seq seen (persist it to resume after a page reload). */
+    get lastSeq() {
+        return this.seq;
+    }
+    /** The latest `welcome`, if any. */
+    get welcome() {
+        return this.welcomeValue;
+    }
+    /**
+     * Calls `listener` with the current state now and on every change;
+     * returns the unsubscribe function.
+     */
+    subscribe(listener) {
+        this.stateListeners.add(listener);
+        listener(this.stateValue);
+        return () => {
+            this.stateListeners.delete(listener);
+        };
+    }
+    /** Starts connecting (idempotent). */
+    connect() {
+        if (this.stateValue !== "idle")
+            return;
+        void this.open();
+    }
+    /** Closes for good: pending submits and pings are rejected. */
+    close() {
+        if (this.stateValue === "stopped")
+            return;
+        this.stop(new SluiceError("stopped", "the client was closed"));
+        this.socket?.close(CloseCode.Normal, "client closed");
+        this.socket = null;
+    }
+    /**
+     * Submits a job. Resolves with the job id at `accepted`; rejects on an
+     * `error` answering it, or if the connection drops before the answer (the
+     * job may then have been queued: look it up over HTTP). Submits made while
+     * disconnected are sent after the next `welcome`.
+     */
+    submit(job, options = {}) {
+        if (this.stateValue === "stopped") {
+            return Promise.reject(new SluiceError("stopped", "the client is stopped"));
+        }
+        const ref = `r${++this.refCounter}`;
+        return new Promise((resolve, reject) => {
+            this.submits.set(ref, { resolve, reject, onEvent: options.onEvent, sent: false });
+            this.sendOrQueue({ type: "submit", ref, job });
+        });
+    }
+    /** Asks the server to cancel a job; its `cancelled` event follows if it had not ended. */
+    cancel(jobId) {
+        if (this.stateValue === "stopped")
+            return;
+        this.sendOrQueue({ type: "cancel", job_id: jobId });
+    }
+    /** Round-trip time of a `ping`/`pong`, in ms. Rejects when not connected. */
+    ping(timeoutMs = 10000) {
+        if (this.stateValue !== "open" || !this.socket) {
+            return Promise.reject(new SluiceError("disconnected", "not connected"));
+        }
+        const id = ++this.pingCounter;
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => {
+                if (this.pings.delete(id))
+                    reject(new SluiceError("timeout", "no pong"));
+            }, timeoutMs);
+            this.pings.set(id, {
+                resolve: (ms) => {
+                    clearTimeout(timer);
+                    resolve(ms);
+                },
+                reject: (e) => {
+                    clearTimeout(timer);
+                    reject(e);
+                },
+                sentAt: this.now(),
+            });
+            this.send({ type: "ping", id });
+        });
+    }
+    /**
+     * Calls `listener` with each event of `jobId` (those already received
+     * first), until its terminal event; returns the unsubscribe function.
+     */
+    onJob(jobId, listener) {
+        const record = this.record(jobId);
+        for (const event of record.events)
+            listener(event);
+        if (record.ended)
+            return () => { };
+        record.listeners.add(listener);
+        return () => {
+            record.listeners.delete(listener);
+        };
+    }
+    /** The events of `jobId` as an async iterator that ends after the terminal event. */
+    events(jobId) {
+        const buffered = [];
+        let wake = null;
+        let finished = false;
+        const unsubscribe = this.onJob(jobId, (event) => {
+            buffered.push(event);
+            wake?.();
+        });
+        const iterator = {
+            next: async () => {
+                while (buffered.length === 0 && !finished) {
+                    await new Promise((resolve) => (wake = resolve));
+                    wake = null;
+                }
+                const event = buffered.shift();
+                if (event === undefined)
+                    return { done: true, value: undefined };
+                if (isTerminal(event.status)) {
+                    finished = true;
+                    unsubscribe();
+                }
+                return { done: false, value: event };
+            },
+            return: async () => {
+                finished = true;
+                unsubscribe();
+                buffered.length = 0;
+                wake?.();
+                return { done: true, value: undefined };
+            },
+            [Symbol.asyncIterator]() {
+                return iterator;
+            },
+        };
+        return iterator;
+    }
+    // --- internals -------------------------------------------------------
+    setState(state) {
+        if (this.stateValue === state)
+            return;
+        this.stateValue = state;
+        for (const listener of [...this.stateListeners])
+            listener(state);
+    }
+    async open() {
+        this.setState("connecting");
+        const generation = ++this.generation;
+        let token;
+        try {
+            token = await this.options.token();
+        }
+        catch (e) {
+            if (generation !== this.generation || this.stateValue === "stopped")
+                return;
+            this.options.onError?.(new SluiceError("disconnected", `token provider failed: ${String(e)}`));
+            this.scheduleReconnect("retry");
+            return;
+        }
+        if (generation !== this.generation || this.stateValue === "stopped")
+            return;
+        let socket;
+        try {
+            socket = this.openSocket(this.options.url);
+        }
+        catch (e) {
+            this.options.onError?.(new SluiceError("disconnected", `cannot open socket: ${String(e)}`));
+            this.scheduleReconnect("retry");
+            return;
+        }
+        this.socket = socket;
+        const mine = () => this.socket === socket && this.stateValue !== "stopped";
+        socket.onopen = () => {
+            if (!mine())
+                return;
+            this.resumeSent = this.hasSeq;
+            const hello = this.hasSeq
+                ? {
+                    type: "hello",
+                    token,
+                    resume: this.session ? { session: this.session, after: this.seq } : { after: this.seq },
+                }
+                : { type: "hello", token };
+            socket.send(JSON.stringify(hello));
+        };
+        socket.onmessage = (ev) => {
+            if (!mine() || typeof ev.data !== "string")
+                return;
+            let frame;
+            try {
+                frame = JSON.parse(ev.data);
+            }
+            catch {
+                return;
+            }
+            this.handle(frame);
+        };
+        socket.onerror = () => {
+            // A close event always follows; it decides.
+        };
+        socket.onclose = (ev) => {
+            if (!mine())
+                return;
+            this.socket = null;
+            this.onClosed(ev.code, ev.reason);
+        };
+        const timeout = this.options.connectTimeoutMs ?? 10000;
+        this.clearConnectTimer();
+        this.connectTimer = setTimeout(() => {
+            if (this.socket === socket && this.stateValue === "connecting") {
+                // Give up on this attempt; treat it as a failed connect.
+                this.socket = null;
+                socket.onclose = null;
+                socket.close(CloseCode.Normal, "welcome timeout");
+                this.onClosed(1006, "welcome timeout");
+            }
+        }, timeout);
+    }
+    clearConnectTimer() {
+        if (this.connectTimer !== null) {
+            clearTimeout(this.connectTimer);
+            this.connectTimer = null;
+        }
+    }
+    onClosed(code, reason) {
+        this.clearConnectTimer();
+        // Answers to what was sent on this socket will never come.
+        this.failInFlight(new SluiceError("disconnected", `connection closed (${code})`, { closeCode: code }));
+        const action = closeAction(code);
+        if (action === "stop") {
+            const error = new SluiceError("closed", reason || `closed with ${code}`, { closeCode: code });
+            this.stop(error);
+            this.options.onError?.(error);
+            return;
+        }
+        this.scheduleReconnect(action);
+    }
+    scheduleReconnect(action) {
+        if (this.stateValue === "stopped")
+            return;
+        this.setState("reconnecting");
+        const delay = action === "retry-now" ? 0 : backoffDelay(this.attempt, this.backoff, this.random);
+        this.attempt += 1;
+        this.retryTimer = setTimeout(() => {
+            this.retryTimer = null;
+            if (this.stateValue !== "reconnecting")
+                return;
+            this.reconnects += 1;
+            void this.open();
+        }, delay);
+    }
+    stop(error) {
+        this.generation += 1;
+        this.clearConnectTimer();
+        if (this.retryTimer !== null) {
+            clearTimeout(this.retryTimer);
+            this.retryTimer = null;
+        }
+        this.setState("stopped");
+        for (const [ref, pending] of this.submits) {
+            this.submits.delete(ref);
+            pending.reject(error);
+        }
+        this.queued.length = 0;
+        this.failPings(error);
+    }
+    /** Rejects submits already sent and pings on a socket that closed. */
+    failInFlight(error) {
+        for (const [ref, pending] of this.submits) {
+            if (pending.sent) {
+                this.submits.delete(ref);
+                pending.reject(error);
+            }
+        }
+        this.failPings(error);
+    }
+    failPings(error) {
+        for (const [id, pending] of this.pings) {
+            this.pings.delete(id);
+            pending.reject(error);
+        }
+    }
+    sendOrQueue(frame) {
+        if (this.stateValue === "open" && this.socket)
+            this.send(frame);
+        else
+            this.queued.push(frame);
+    }
+    send(frame) {
+        if (frame.type === "submit") {
+            const pending = this.submits.get(frame.ref);
+            if (pending)
+                pending.sent = true;
+        }
+        this.socket?.send(JSON.stringify(frame));
+    }
+    handle(frame) {
+        switch (frame.type) {
+            case "welcome":
+                this.onWelcome(frame);
+                return;
+            case "pong": {
+                const pending = this.pings.get(frame.id);
+                if (pending) {
+                    this.pings.delete(frame.id);
+                    pending.resolve(this.now() - pending.sentAt);
+                }
+                return;
+            }
+            case "accepted": {
+                const pending = this.submits.get(frame.ref);
+                if (!pending)
+                    return;
+                this.submits.delete(frame.ref);
+                // Register before resolving: the job's events may follow at once.
+                if (pending.onEvent)
+                    this.onJob(frame.job_id, pending.onEvent);
+                else
+                    this.record(frame.job_id);
+                pending.resolve(frame.job_id);
+                return;
+            }
+            case "event":
+                this.onEventFrame(frame);
+                return;
+            case "error": {
+                const error = new SluiceError(frame.code, frame.message, { ref: frame.ref ?? undefined });
+                const pending = frame.ref != null ? this.submits.get(frame.ref) : undefined;
+                if (pending && frame.ref != null) {
+                    this.submits.delete(frame.ref);
+                    pending.reject(error);
+                }
+                else {
+                    this.options.onError?.(error);
+                }
+                return;
+            }
+        }
+    }
+    onWelcome(welcome) {
+        this.clearConnectTimer();
+        this.welcomeValue = welcome;
+        this.session = welcome.session;
+        this.attempt = 0;
+        if (this.resumeSent && !welcome.resumed) {
+            const gap = { after: this.seq, lastSeq: welcome.last_seq };
+            this.seq = welcome.last_seq;
+            this.options.onGap?.(gap);
+        }
+        else if (!this.resumeSent) {
+            // A fresh start: the stream continues after the server's newest seq.
+            this.seq = welcome.last_seq;
+        }
+        this.hasSeq = true;
+        this.setState("open");
+        this.options.onWelcome?.(welcome);
+        const queued = this.queued.splice(0);
+        for (const frame of queued)
+            this.send(frame);
+    }
+    onEventFrame(frame) {
+        const event = { ...frame };
+        if (event.status !== "progress") {
+            if (event.seq <= this.seq) {
+                this.duplicatesDropped += 1;
+                return;
+            }
+            this.seq = event.seq;
+        }
+        const record = this.record(event.job_id);
+        if (record.ended)
+            return;
+        record.events.push(event);
+        if (isTerminal(event.status)) {
+            record.ended = true;
+            this.endedOrder.push(event.job_id);
+            const keep = this.options.keepEndedJobs ?? 1000;
+            while (this.endedOrder.length > keep) {
+                const old = this.endedOrder.shift();
+                if (old !== undefined)
+                    this.jobs.delete(old);
+            }
+        }
+        this.options.onEvent?.(event);
+        for (const listener of [...record.listeners])
+            listener(event);
+        if (record.ended)
+            record.listeners.clear();
+    }
+    record(jobId) {
+        let record = this.jobs.get(jobId);
+        if (!record) {
+            record = { events: [], ended: false, listeners: new Set() };
+            this.jobs.set(jobId, record);
+        }
+        return record;
+    }
+}
+/**
+ * The `ws://` / `wss://` URL of `path` resolved against the page's URL, so
+ * a page served behind a proxy (even under a path prefix) connects back
+ * through it: `wsUrl("v1/ws", location.href)`.
+ */
+export function wsUrl(path, base) {
+    const url = new URL(path, base);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.hash = "";
+    return url.toString();
+}

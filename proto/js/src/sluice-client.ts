@@ -1,0 +1,645 @@
+/**
+ * @sluice/client: a WebSocket client for the Sluice gateway that speaks
+ * docs/protocol.md. It reconnects with exponential backoff and full jitter,
+ * resumes from the last stored `seq` it saw (dropping duplicates), raises
+ * `onGap` when the server can no longer resume, and delivers each job's
+ * events until its terminal one.
+ *
+ * The wire types come from the Rust `proto` crate (see ./generated.ts).
+ */
+import type {
+  ErrorCode,
+  EventFrame,
+  EventStatus,
+  JobRequest,
+  OutgoingFrame,
+  ServerFrame,
+} from "./generated.js";
+
+export type {
+  BatchUpsertArgs,
+  ErrorCode,
+  EventFrame,
+  EventStatus,
+  JobError,
+  JobKind,
+  JobRequest,
+  OutgoingFrame,
+  Progress,
+  ServerFrame,
+  SleepArgs,
+} from "./generated.js";
+
+/** The `welcome` frame. */
+export type Welcome = Extract<ServerFrame, { type: "welcome" }>;
+
+/** The part of the browser `WebSocket` this client uses; inject a fake in tests. */
+export interface SocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+
+/** Opens a socket to `url` (default: `new WebSocket(url)`). */
+export type SocketFactory = (url: string) => SocketLike;
+
+/**
+ * - `idle`: not started yet.
+ * - `connecting`: a socket is opening, or `hello` is awaiting `welcome`.
+ * - `open`: `welcome` received; frames flow.
+ * - `reconnecting`: the socket closed; waiting out the backoff delay.
+ * - `stopped`: `close()` was called or the server refused us (1008). Final.
+ */
+export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "stopped";
+
+/** Reconnect delays: attempt n waits `random() * min(maxMs, baseMs * factor^n)`. */
+export interface BackoffOptions {
+  baseMs: number;
+  maxMs: number;
+  factor: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 250, maxMs: 30_000, factor: 2 };
+
+/** Close codes with a meaning to the client (docs/protocol.md). */
+export const CloseCode = {
+  Normal: 1000,
+  /** Heartbeat timeout: reconnect at once. */
+  GoingAway: 1001,
+  /** Auth failure, no hello, too many bad frames: do not retry. */
+  PolicyViolation: 1008,
+  /** The gateway is draining: reconnect (elsewhere) and resume. */
+  ServiceRestart: 1012,
+  /** Try again later. */
+  TryAgainLater: 1013,
+} as const;
+
+/** What a close code tells the client to do. */
+export type CloseAction = "stop" | "retry-now" | "retry";
+
+/** 1008 stops; 1001 retries at once; everything else (1012, 1013, 1006, ...) retries with backoff. */
+export function closeAction(code: number): CloseAction {
+  if (code === CloseCode.PolicyViolation) return "stop";
+  if (code === CloseCode.GoingAway) return "retry-now";
+  return "retry";
+}
+
+/** The delay before reconnect attempt `attempt` (0-based): full jitter. */
+export function backoffDelay(
+  attempt: number,
+  options: BackoffOptions = DEFAULT_BACKOFF,
+  random: () => number = Math.random,
+): number {
+  const ceiling = Math.min(options.maxMs, options.baseMs * Math.pow(options.factor, attempt));
+  return Math.floor(random() * ceiling);
+}
+
+/** An error the client reports: an `error` frame, a close, or a lost connection. */
+export class SluiceError extends Error {
+  /** The protocol's error code, or `closed` / `disconnected` / `stopped` for client-side cases. */
+  readonly code: ErrorCode | "closed" | "disconnected" | "stopped" | "timeout";
+  /** The WebSocket close code, for `closed`. */
+  readonly closeCode?: number;
+  /** The `ref` the error answered, if any. */
+  readonly ref?: string;
+
+  constructor(
+    code: SluiceError["code"],
+    message: string,
+    extra: { closeCode?: number; ref?: string } = {},
+  ) {
+    super(message);
+    this.name = "SluiceError";
+    this.code = code;
+    this.closeCode = extra.closeCode;
+    this.ref = extra.ref;
+  }
+}
+
+/** What `onGap` is told: the server could not replay from `after`. */
+export interface GapInfo {
+  /** The last seq this client had seen. */
+  after: number;
+  /** The server's newest seq; events continue after it. */
+  lastSeq: number;
+}
+
+export interface ClientOptions {
+  /** `ws://` or `wss://` URL of `/v1/ws`. */
+  url: string;
+  /** Called before every (re)connect for a fresh token. */
+  token: () => string | Promise<string>;
+  /** Opens sockets; default `new WebSocket(url)`. */
+  socket?: SocketFactory;
+  backoff?: Partial<BackoffOptions>;
+  /** Random source for the jitter (tests pass a fixed one). */
+  random?: () => number;
+  /** Clock for `ping()` (ms); default `performance.now()`. */
+  now?: () => number;
+  /** Close and retry when `welcome` has not come this long after opening. */
+  connectTimeoutMs?: number;
+  /** Resume from this seq on the first connect (e.g. one persisted by the app). */
+  lastSeq?: number;
+  /** Errors: refused connection (1008, final), `error` frames without a pending submit. */
+  onError?: (error: SluiceError) => void;
+  /** The server could not resume: re-read the jobs over HTTP. */
+  onGap?: (gap: GapInfo) => void;
+  /** Every event, after duplicate removal, in order. */
+  onEvent?: (event: EventFrame) => void;
+  /** Every `welcome`. */
+  onWelcome?: (welcome: Welcome) => void;
+  /** Ended jobs whose events are kept for late `events()` readers. */
+  keepEndedJobs?: number;
+}
+
+/** One job's events as the client keeps them. */
+interface JobRecord {
+  events: EventFrame[];
+  ended: boolean;
+  listeners: Set<(event: EventFrame) => void>;
+}
+
+interface PendingSubmit {
+  resolve: (jobId: string) => void;
+  reject: (error: SluiceError) => void;
+  onEvent?: (event: EventFrame) => void;
+  sent: boolean;
+}
+
+interface PendingPing {
+  resolve: (ms: number) => void;
+  reject: (error: SluiceError) => void;
+  sentAt: number;
+}
+
+/** Statuses that end a job's event stream. */
+export function isTerminal(status: EventStatus): boolean {
+  return status === "done" || status === "failed" || status === "cancelled";
+}
+
+/** Options of one `submit`. */
+export interface SubmitOptions {
+  /** This job's events, from `accepted` until its terminal one. */
+  onEvent?: (event: EventFrame) => void;
+}
+
+/**
+ * A Sluice connection that keeps itself up. Create it, call `connect()`,
+ * and `close()` when done.
+ */
+export class SluiceClient {
+  private readonly options: ClientOptions;
+  private readonly backoff: BackoffOptions;
+  private readonly random: () => number;
+  private readonly now: () => number;
+  private readonly openSocket: SocketFactory;
+
+  private socket: SocketLike | null = null;
+  private stateValue: ConnectionState = "idle";
+  private readonly stateListeners = new Set<(state: ConnectionState) => void>();
+  private attempt = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private connectTimer: ReturnType<typeof setTimeout> | null = null;
+  private generation = 0;
+
+  private seq: number;
+  private hasSeq: boolean;
+  private session: string | null = null;
+  private welcomeValue: Welcome | null = null;
+  private resumeSent = false;
+
+  private refCounter = 0;
+  private pingCounter = 0;
+  private readonly submits = new Map<string, PendingSubmit>();
+  private readonly pings = new Map<number, PendingPing>();
+  private readonly queued: OutgoingFrame[] = [];
+  private readonly jobs = new Map<string, JobRecord>();
+  private readonly endedOrder: string[] = [];
+
+  /** Reconnects made (not counting the first connect). */
+  reconnects = 0;
+  /** Stored events dropped because their seq was already seen. */
+  duplicatesDropped = 0;
+
+  constructor(options: ClientOptions) {
+    this.options = options;
+    this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+    this.random = options.random ?? Math.random;
+    this.now = options.now ?? (() => globalThis.performance?.now() ?? Date.now());
+    this.openSocket =
+      options.socket ??
+      ((url) => {
+        const Ctor = (globalThis as { WebSocket?: new (url: string) => SocketLike }).WebSocket;
+        if (!Ctor) throw new Error("no WebSocket in this environment: pass options.socket");
+        return new Ctor(url);
+      });
+    this.seq = options.lastSeq ?? 0;
+    this.hasSeq = options.lastSeq !== undefined;
+  }
+
+  /** The current connection state. */
+  get state(): ConnectionState {
+    return this.stateValue;
+  }
+
+  /** The last stored seq seen (persist it to resume after a page reload). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** The latest `welcome`, if any. */
+  get welcome(): Welcome | null {
+    return this.welcomeValue;
+  }
+
+  /**
+   * Calls `listener` with the current state now and on every change;
+   * returns the unsubscribe function.
+   */
+  subscribe(listener: (state: ConnectionState) => void): () => void {
+    this.stateListeners.add(listener);
+    listener(this.stateValue);
+    return () => {
+      this.stateListeners.delete(listener);
+    };
+  }
+
+  /** Starts connecting (idempotent). */
+  connect(): void {
+    if (this.stateValue !== "idle") return;
+    void this.open();
+  }
+
+  /** Closes for good: pending submits and pings are rejected. */
+  close(): void {
+    if (this.stateValue === "stopped") return;
+    this.stop(new SluiceError("stopped", "the client was closed"));
+    this.socket?.close(CloseCode.Normal, "client closed");
+    this.socket = null;
+  }
+
+  /**
+   * Submits a job. Resolves with the job id at `accepted`; rejects on an
+   * `error` answering it, or if the connection drops before the answer (the
+   * job may then have been queued: look it up over HTTP). Submits made while
+   * disconnected are sent after the next `welcome`.
+   */
+  submit(job: JobRequest, options: SubmitOptions = {}): Promise<string> {
+    if (this.stateValue === "stopped") {
+      return Promise.reject(new SluiceError("stopped", "the client is stopped"));
+    }
+    const ref = `r${++this.refCounter}`;
+    return new Promise<string>((resolve, reject) => {
+      this.submits.set(ref, { resolve, reject, onEvent: options.onEvent, sent: false });
+      this.sendOrQueue({ type: "submit", ref, job });
+    });
+  }
+
+  /** Asks the server to cancel a job; its `cancelled` event follows if it had not ended. */
+  cancel(jobId: string): void {
+    if (this.stateValue === "stopped") return;
+    this.sendOrQueue({ type: "cancel", job_id: jobId });
+  }
+
+  /** Round-trip time of a `ping`/`pong`, in ms. Rejects when not connected. */
+  ping(timeoutMs = 10_000): Promise<number> {
+    if (this.stateValue !== "open" || !this.socket) {
+      return Promise.reject(new SluiceError("disconnected", "not connected"));
+    }
+    const id = ++this.pingCounter;
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.pings.delete(id)) reject(new SluiceError("timeout", "no pong"));
+      }, timeoutMs);
+      this.pings.set(id, {
+        resolve: (ms) => {
+          clearTimeout(timer);
+          resolve(ms);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+        sentAt: this.now(),
+      });
+      this.send({ type: "ping", id });
+    });
+  }
+
+  /**
+   * Calls `listener` with each event of `jobId` (those already received
+   * first), until its terminal event; returns the unsubscribe function.
+   */
+  onJob(jobId: string, listener: (event: EventFrame) => void): () => void {
+    const record = this.record(jobId);
+    for (const event of record.events) listener(event);
+    if (record.ended) return () => {};
+    record.listeners.add(listener);
+    return () => {
+      record.listeners.delete(listener);
+    };
+  }
+
+  /** The events of `jobId` as an async iterator that ends after the terminal event. */
+  events(jobId: string): AsyncIterableIterator<EventFrame> {
+    const buffered: EventFrame[] = [];
+    let wake: (() => void) | null = null;
+    let finished = false;
+    const unsubscribe = this.onJob(jobId, (event) => {
+      buffered.push(event);
+      wake?.();
+    });
+    const iterator: AsyncIterableIterator<EventFrame> = {
+      next: async () => {
+        while (buffered.length === 0 && !finished) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = null;
+        }
+        const event = buffered.shift();
+        if (event === undefined) return { done: true, value: undefined };
+        if (isTerminal(event.status)) {
+          finished = true;
+          unsubscribe();
+        }
+        return { done: false, value: event };
+      },
+      return: async () => {
+        finished = true;
+        unsubscribe();
+        buffered.length = 0;
+        wake?.();
+        return { done: true, value: undefined };
+      },
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+    };
+    return iterator;
+  }
+
+  // --- internals -------------------------------------------------------
+
+  private setState(state: ConnectionState): void {
+    if (this.stateValue === state) return;
+    this.stateValue = state;
+    for (const listener of [...this.stateListeners]) listener(state);
+  }
+
+  private async open(): Promise<void> {
+    this.setState("connecting");
+    const generation = ++this.generation;
+    let token: string;
+    try {
+      token = await this.options.token();
+    } catch (e) {
+      if (generation !== this.generation || this.stateValue === "stopped") return;
+      this.options.onError?.(new SluiceError("disconnected", `token provider failed: ${String(e)}`));
+      this.scheduleReconnect("retry");
+      return;
+    }
+    if (generation !== this.generation || this.stateValue === "stopped") return;
+    let socket: SocketLike;
+    try {
+      socket = this.openSocket(this.options.url);
+    } catch (e) {
+      this.options.onError?.(new SluiceError("disconnected", `cannot open socket: ${String(e)}`));
+      this.scheduleReconnect("retry");
+      return;
+    }
+    this.socket = socket;
+    const mine = () => this.socket === socket && this.stateValue !== "stopped";
+    socket.onopen = () => {
+      if (!mine()) return;
+      this.resumeSent = this.hasSeq;
+      const hello: OutgoingFrame = this.hasSeq
+        ? {
+            type: "hello",
+            token,
+            resume: this.session ? { session: this.session, after: this.seq } : { after: this.seq },
+          }
+        : { type: "hello", token };
+      socket.send(JSON.stringify(hello));
+    };
+    socket.onmessage = (ev) => {
+      if (!mine() || typeof ev.data !== "string") return;
+      let frame: ServerFrame;
+      try {
+        frame = JSON.parse(ev.data) as ServerFrame;
+      } catch {
+        return;
+      }
+      this.handle(frame);
+    };
+    socket.onerror = () => {
+      // A close event always follows; it decides.
+    };
+    socket.onclose = (ev) => {
+      if (!mine()) return;
+      this.socket = null;
+      this.onClosed(ev.code, ev.reason);
+    };
+    const timeout = this.options.connectTimeoutMs ?? 10_000;
+    this.clearConnectTimer();
+    this.connectTimer = setTimeout(() => {
+      if (this.socket === socket && this.stateValue === "connecting") {
+        // Give up on this attempt; treat it as a failed connect.
+        this.socket = null;
+        socket.onclose = null;
+        socket.close(CloseCode.Normal, "welcome timeout");
+        this.onClosed(1006, "welcome timeout");
+      }
+    }, timeout);
+  }
+
+  private clearConnectTimer(): void {
+    if (this.connectTimer !== null) {
+      clearTimeout(this.connectTimer);
+      this.connectTimer = null;
+    }
+  }
+
+  private onClosed(code: number, reason: string): void {
+    this.clearConnectTimer();
+    // Answers to what was sent on this socket will never come.
+    this.failInFlight(new SluiceError("disconnected", `connection closed (${code})`, { closeCode: code }));
+    const action = closeAction(code);
+    if (action === "stop") {
+      const error = new SluiceError("closed", reason || `closed with ${code}`, { closeCode: code });
+      this.stop(error);
+      this.options.onError?.(error);
+      return;
+    }
+    this.scheduleReconnect(action);
+  }
+
+  private scheduleReconnect(action: "retry" | "retry-now"): void {
+    if (this.stateValue === "stopped") return;
+    this.setState("reconnecting");
+    const delay = action === "retry-now" ? 0 : backoffDelay(this.attempt, this.backoff, this.random);
+    this.attempt += 1;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.stateValue !== "reconnecting") return;
+      this.reconnects += 1;
+      void this.open();
+    }, delay);
+  }
+
+  private stop(error: SluiceError): void {
+    this.generation += 1;
+    this.clearConnectTimer();
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
+    this.setState("stopped");
+    for (const [ref, pending] of this.submits) {
+      this.submits.delete(ref);
+      pending.reject(error);
+    }
+    this.queued.length = 0;
+    this.failPings(error);
+  }
+
+  /** Rejects submits already sent and pings on a socket that closed. */
+  private failInFlight(error: SluiceError): void {
+    for (const [ref, pending] of this.submits) {
+      if (pending.sent) {
+        this.submits.delete(ref);
+        pending.reject(error);
+      }
+    }
+    this.failPings(error);
+  }
+
+  private failPings(error: SluiceError): void {
+    for (const [id, pending] of this.pings) {
+      this.pings.delete(id);
+      pending.reject(error);
+    }
+  }
+
+  private sendOrQueue(frame: OutgoingFrame): void {
+    if (this.stateValue === "open" && this.socket) this.send(frame);
+    else this.queued.push(frame);
+  }
+
+  private send(frame: OutgoingFrame): void {
+    if (frame.type === "submit") {
+      const pending = this.submits.get(frame.ref);
+      if (pending) pending.sent = true;
+    }
+    this.socket?.send(JSON.stringify(frame));
+  }
+
+  private handle(frame: ServerFrame): void {
+    switch (frame.type) {
+      case "welcome":
+        this.onWelcome(frame);
+        return;
+      case "pong": {
+        const pending = this.pings.get(frame.id);
+        if (pending) {
+          this.pings.delete(frame.id);
+          pending.resolve(this.now() - pending.sentAt);
+        }
+        return;
+      }
+      case "accepted": {
+        const pending = this.submits.get(frame.ref);
+        if (!pending) return;
+        this.submits.delete(frame.ref);
+        // Register before resolving: the job's events may follow at once.
+        if (pending.onEvent) this.onJob(frame.job_id, pending.onEvent);
+        else this.record(frame.job_id);
+        pending.resolve(frame.job_id);
+        return;
+      }
+      case "event":
+        this.onEventFrame(frame);
+        return;
+      case "error": {
+        const error = new SluiceError(frame.code, frame.message, { ref: frame.ref ?? undefined });
+        const pending = frame.ref != null ? this.submits.get(frame.ref) : undefined;
+        if (pending && frame.ref != null) {
+          this.submits.delete(frame.ref);
+          pending.reject(error);
+        } else {
+          this.options.onError?.(error);
+        }
+        return;
+      }
+    }
+  }
+
+  private onWelcome(welcome: Welcome): void {
+    this.clearConnectTimer();
+    this.welcomeValue = welcome;
+    this.session = welcome.session;
+    this.attempt = 0;
+    if (this.resumeSent && !welcome.resumed) {
+      const gap: GapInfo = { after: this.seq, lastSeq: welcome.last_seq };
+      this.seq = welcome.last_seq;
+      this.options.onGap?.(gap);
+    } else if (!this.resumeSent) {
+      // A fresh start: the stream continues after the server's newest seq.
+      this.seq = welcome.last_seq;
+    }
+    this.hasSeq = true;
+    this.setState("open");
+    this.options.onWelcome?.(welcome);
+    const queued = this.queued.splice(0);
+    for (const frame of queued) this.send(frame);
+  }
+
+  private onEventFrame(frame: EventFrame): void {
+    const event: EventFrame = { ...frame };
+    if (event.status !== "progress") {
+      if (event.seq <= this.seq) {
+        this.duplicatesDropped += 1;
+        return;
+      }
+      this.seq = event.seq;
+    }
+    const record = this.record(event.job_id);
+    if (record.ended) return;
+    record.events.push(event);
+    if (isTerminal(event.status)) {
+      record.ended = true;
+      this.endedOrder.push(event.job_id);
+      const keep = this.options.keepEndedJobs ?? 1000;
+      while (this.endedOrder.length > keep) {
+        const old = this.endedOrder.shift();
+        if (old !== undefined) this.jobs.delete(old);
+      }
+    }
+    this.options.onEvent?.(event);
+    for (const listener of [...record.listeners]) listener(event);
+    if (record.ended) record.listeners.clear();
+  }
+
+  private record(jobId: string): JobRecord {
+    let record = this.jobs.get(jobId);
+    if (!record) {
+      record = { events: [], ended: false, listeners: new Set() };
+      this.jobs.set(jobId, record);
+    }
+    return record;
+  }
+}
+
+/**
+ * The `ws://` / `wss://` URL of `path` resolved against the page's URL, so
+ * a page served behind a proxy (even under a path prefix) connects back
+ * through it: `wsUrl("v1/ws", location.href)`.
+ */
+export function wsUrl(path: string, base: string): string {
+  const url = new URL(path, base);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.hash = "";
+  return url.toString();
+}
