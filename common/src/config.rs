@@ -116,10 +116,23 @@ pub struct GatewayConfig {
     pub max_bad_frames: u32,
     /// Frames queued for one session before it is closed with 1013 as too slow.
     pub outbound_queue: usize,
+    /// Bytes queued for one session before it is closed with 1013 as too slow.
+    pub outbound_queue_bytes: usize,
+    /// Sessions one user may hold on this instance; more close with 1008.
+    pub max_sessions_per_user: usize,
+    /// New WebSocket connections per second allowed per client address
+    /// (after `X-Forwarded-For`); more get HTTP 429. 0 turns the limit off.
+    pub connect_rate_per_address: u32,
+    /// Burst of connections one address may open at once before the rate applies.
+    pub connect_burst_per_address: u32,
     /// Submits one session may have awaiting the broker's confirm.
     pub max_inflight_submits: usize,
     /// Bytes of the WebSocket read buffer per session (memory per idle session).
     pub ws_read_buffer_bytes: usize,
+    /// Kernel send buffer of each client socket (SO_SNDBUF); 0 leaves the
+    /// kernel's autotuning (up to 4 MiB per socket on Linux). A bound makes a
+    /// client that stops reading count as slow sooner, and caps kernel memory.
+    pub socket_send_buffer_bytes: usize,
     /// A socket write blocked longer than this closes the session with 1013.
     pub write_timeout_ms: u64,
     /// How long shutdown waits for sessions to close.
@@ -148,9 +161,14 @@ impl Default for GatewayConfig {
             heartbeat_ms: 25_000,
             max_message_bytes: 16 * 1024 * 1024,
             max_bad_frames: 16,
-            outbound_queue: 256,
+            outbound_queue: 4096,
+            outbound_queue_bytes: 1024 * 1024,
+            max_sessions_per_user: 100,
+            connect_rate_per_address: 0,
+            connect_burst_per_address: 50,
             max_inflight_submits: 64,
             ws_read_buffer_bytes: 4096,
+            socket_send_buffer_bytes: 0,
             write_timeout_ms: 10_000,
             drain_grace_ms: 10_000,
             drain_spread_ms: 5_000,
@@ -354,6 +372,18 @@ impl Config {
             return Err(invalid(
                 "gateway.drain_spread_ms",
                 "must not exceed gateway.drain_grace_ms",
+            ));
+        }
+        if self.gateway.outbound_queue_bytes < 1024 {
+            return Err(invalid(
+                "gateway.outbound_queue_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.gateway.max_sessions_per_user == 0 {
+            return Err(invalid(
+                "gateway.max_sessions_per_user",
+                "must be at least 1",
             ));
         }
         if self.gateway.outbound_queue == 0 {

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod demo;
 pub mod http;
 pub mod jobs;
+pub mod limits;
 pub mod registry;
 pub mod session;
 pub mod state;
@@ -75,7 +76,17 @@ pub async fn serve(
         .max_frame_size(Some(gateway.max_message_bytes));
     let state = Arc::new(AppState {
         verifier: auth::Verifier::new(&config.auth),
-        registry: Arc::new(registry::Registry::default()),
+        registry: Arc::new(registry::Registry::new(
+            registry::MailboxLimits {
+                frames: gateway.outbound_queue,
+                bytes: gateway.outbound_queue_bytes,
+            },
+            gateway.max_sessions_per_user,
+        )),
+        connect_limiter: limits::ConnectLimiter::new(
+            gateway.connect_rate_per_address,
+            gateway.connect_burst_per_address,
+        ),
         jobs,
         events,
         pool,
@@ -111,6 +122,15 @@ pub async fn serve(
     // The listener stays open while draining, so /readyz can say 503 and
     // new upgrades get a 503 that a proxy retries elsewhere.
     let stop_http = CancellationToken::new();
+    let send_buffer = state.config.gateway.socket_send_buffer_bytes;
+    let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+        let _ = tcp.set_nodelay(true);
+        if send_buffer > 0
+            && let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer)
+        {
+            tracing::debug!(error = %e, "could not set the socket send buffer");
+        }
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -24,11 +24,41 @@ pub struct Delivery {
 struct Slot {
     id: u64,
     tx: mpsc::Sender<Delivery>,
+    /// Bytes of frames queued and not yet taken by the session.
+    queued: Arc<AtomicUsize>,
 }
+
+/// How much one session's mailbox may hold before it is evicted.
+#[derive(Debug, Clone, Copy)]
+pub struct MailboxLimits {
+    pub frames: usize,
+    pub bytes: usize,
+}
+
+/// The receiving end of a session's mailbox; gives bytes back as frames leave.
+pub struct Mailbox {
+    rx: mpsc::Receiver<Delivery>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Mailbox {
+    /// The next delivery; `None` once the registry evicted this session
+    /// (and everything queued before has been taken).
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        let delivery = self.rx.recv().await?;
+        self.queued
+            .fetch_sub(delivery.frame.len(), Ordering::Relaxed);
+        Some(delivery)
+    }
+}
+
+/// The user already holds the most sessions allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many sessions for this user")]
+pub struct TooManySessions;
 
 /// Sessions by user. A shard lock is held only to push into bounded
 /// queues, never across an await.
-#[derive(Default)]
 pub struct Registry {
     /// user id -> that user's sessions on this instance.
     users: DashMap<Arc<str>, Vec<Slot>>,
@@ -38,6 +68,10 @@ pub struct Registry {
     sessions: AtomicUsize,
     /// Sessions evicted because their queue was full (closed with 1013).
     evicted: AtomicU64,
+    /// Mailbox bounds every session gets.
+    limits: MailboxLimits,
+    /// Sessions one user may hold here.
+    max_per_user: usize,
 }
 
 /// A session's membership; dropping it leaves the registry.
@@ -48,27 +82,47 @@ pub struct Registration {
 }
 
 impl Registry {
-    /// Adds a session for `user` with a mailbox of `capacity` events. When
-    /// the mailbox is full the registry drops its sender: the session sees
-    /// its mailbox close and ends itself with 1013 (too slow).
+    /// An empty registry whose sessions get `limits`, at most
+    /// `max_per_user` sessions per user.
+    pub fn new(limits: MailboxLimits, max_per_user: usize) -> Self {
+        Self {
+            users: DashMap::new(),
+            next_id: AtomicU64::new(0),
+            sessions: AtomicUsize::new(0),
+            evicted: AtomicU64::new(0),
+            limits,
+            max_per_user,
+        }
+    }
+
+    /// Adds a session for `user`. When its mailbox passes its frame or byte
+    /// bound the registry drops its sender: the session sees its mailbox
+    /// close and ends itself with 1013 (too slow), and what it held is freed.
     pub fn register(
         self: &Arc<Self>,
         user: Arc<str>,
-        capacity: usize,
-    ) -> (Registration, mpsc::Receiver<Delivery>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    ) -> Result<(Registration, Mailbox), TooManySessions> {
+        let (tx, rx) = mpsc::channel(self.limits.frames);
+        let queued = Arc::new(AtomicUsize::new(0));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.users
-            .entry(user.clone())
-            .or_default()
-            .push(Slot { id, tx });
+        {
+            let mut slots = self.users.entry(user.clone()).or_default();
+            if slots.len() >= self.max_per_user {
+                return Err(TooManySessions);
+            }
+            slots.push(Slot {
+                id,
+                tx,
+                queued: queued.clone(),
+            });
+        }
         self.sessions.fetch_add(1, Ordering::Relaxed);
         let registration = Registration {
             id,
             user,
             registry: self.clone(),
         };
-        (registration, rx)
+        Ok((registration, Mailbox { rx, queued }))
     }
 
     /// Hands `delivery` to every session of `user`; returns how many got it.
@@ -77,20 +131,34 @@ impl Registry {
             return 0;
         };
         let mut reached = 0;
-        slots.retain(|slot| match slot.tx.try_send(delivery.clone()) {
-            Ok(()) => {
-                reached += 1;
-                true
+        let len = delivery.frame.len();
+        let byte_limit = self.limits.bytes;
+        slots.retain(|slot| {
+            let queued = slot.queued.fetch_add(len, Ordering::Relaxed) + len;
+            let sent = if queued > byte_limit {
+                Err("bytes")
+            } else {
+                match slot.tx.try_send(delivery.clone()) {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::TrySendError::Full(_)) => Err("frames"),
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            };
+            match sent {
+                Ok(()) => {
+                    reached += 1;
+                    true
+                }
+                Err(bound) => {
+                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        session = slot.id,
+                        bound,
+                        "session queue full: evicting slow session"
+                    );
+                    false
+                }
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.evicted.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    session = slot.id,
-                    "session queue full: evicting slow session"
-                );
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
         reached
     }
@@ -145,23 +213,56 @@ mod tests {
         }
     }
 
+    fn registry(frames: usize, bytes: usize, per_user: usize) -> Arc<Registry> {
+        Arc::new(Registry::new(MailboxLimits { frames, bytes }, per_user))
+    }
+
     #[tokio::test]
     async fn delivers_to_every_session_of_the_user_only() {
-        let registry = Arc::new(Registry::default());
-        let (_a1, mut rx_a1) = registry.register("a".into(), 4);
-        let (_a2, mut rx_a2) = registry.register("a".into(), 4);
-        let (_b, mut rx_b) = registry.register("b".into(), 4);
+        let registry = registry(4, 1 << 20, 10);
+        let (_a1, mut rx_a1) = registry.register("a".into()).unwrap();
+        let (_a2, mut rx_a2) = registry.register("a".into()).unwrap();
+        let (_b, mut rx_b) = registry.register("b".into()).unwrap();
         assert_eq!(registry.deliver("a", &delivery(1)), 2);
         assert_eq!(rx_a1.recv().await.unwrap().head.seq, 1);
         assert_eq!(rx_a2.recv().await.unwrap().head.seq, 1);
-        assert!(rx_b.try_recv().is_err());
+        assert!(rx_b.rx.try_recv().is_err());
         assert_eq!(registry.deliver("nobody", &delivery(2)), 0);
     }
 
     #[tokio::test]
+    async fn a_byte_bound_evicts_before_the_frame_bound() {
+        let registry = registry(100, 5, 10);
+        let (_reg, mut rx) = registry.register("a".into()).unwrap();
+        assert_eq!(registry.deliver("a", &delivery(1)), 1, "2 bytes queued");
+        assert_eq!(rx.recv().await.unwrap().head.seq, 1);
+        assert_eq!(
+            registry.deliver("a", &delivery(2)),
+            1,
+            "taken bytes are given back"
+        );
+        assert_eq!(registry.deliver("a", &delivery(3)), 1);
+        assert_eq!(
+            registry.deliver("a", &delivery(4)),
+            0,
+            "6 bytes > 5: evicted"
+        );
+        assert_eq!(registry.evicted_count(), 1);
+    }
+
+    #[test]
+    fn sessions_per_user_are_capped() {
+        let registry = registry(4, 1 << 20, 2);
+        let _a1 = registry.register("a".into()).unwrap();
+        let _a2 = registry.register("a".into()).unwrap();
+        assert!(registry.register("a".into()).is_err());
+        assert!(registry.register("b".into()).is_ok());
+    }
+
+    #[tokio::test]
     async fn full_mailbox_evicts_and_drop_leaves() {
-        let registry = Arc::new(Registry::default());
-        let (reg, mut rx) = registry.register("a".into(), 1);
+        let registry = registry(1, 1 << 20, 10);
+        let (reg, mut rx) = registry.register("a".into()).unwrap();
         assert_eq!(registry.deliver("a", &delivery(1)), 1);
         assert_eq!(registry.deliver("a", &delivery(2)), 0);
         assert_eq!(registry.evicted_count(), 1);

@@ -23,6 +23,8 @@ pub struct AppState {
     pub verifier: Verifier,
     /// Live sessions by user, for event fan-out.
     pub registry: Arc<Registry>,
+    /// New connections per client address.
+    pub connect_limiter: crate::limits::ConnectLimiter,
     /// Publishes submitted jobs with a confirm.
     pub jobs: JobPublisher,
     /// Publishes events the gateway commits itself (a queued job cancelled)

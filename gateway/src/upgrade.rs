@@ -72,6 +72,14 @@ pub async fn ws_upgrade(
         headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
         &state.config.gateway.trusted_proxies,
     );
+    if !state.connect_limiter.allow(client) {
+        return crate::http::error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many new connections from this address",
+        )
+        .into_response();
+    }
     let on_upgrade = hyper::upgrade::on(&mut request);
     let ws_config = state.ws_config;
     let session_state = state.clone();

@@ -195,6 +195,15 @@ impl System {
         wait_exit(&mut self.gateways[0].child, patience).await
     }
 
+    /// The process id of gateway `i`.
+    pub fn gateway_pid(&self, i: usize) -> u32 {
+        self.gateways[i]
+            .child
+            .as_ref()
+            .map(Child::id)
+            .expect("gateway is running")
+    }
+
     /// Waits up to `patience` for the runner to exit; its exit code.
     pub async fn runner_exit(&mut self, patience: Duration) -> Option<i32> {
         wait_exit(&mut self.runner, patience).await

@@ -41,15 +41,21 @@ async fn a_terminated_gateway_drains_in_spread_batches_and_exits_0() {
         Ok(_) => panic!("a draining gateway accepted an upgrade"),
     }
     // Sessions keep being served until their turn, then get 1012.
-    let mut closed_after = Vec::new();
-    for client in &mut clients {
-        match client.receive(Duration::from_secs(5)).await {
-            Received::Closed(code) => {
-                assert_eq!(code, Some(1012));
-                closed_after.push(started.elapsed());
+    // Each client waits for its own close, all at once, so each close is
+    // timed when it arrives (not when a sequential reader gets to it).
+    let waits = clients.into_iter().map(|mut client| {
+        tokio::spawn(async move {
+            match client.receive(Duration::from_secs(5)).await {
+                Received::Closed(code) => (code, started.elapsed()),
+                Received::Frame(frame) => panic!("unexpected {frame:?}"),
             }
-            Received::Frame(frame) => panic!("unexpected {frame:?}"),
-        }
+        })
+    });
+    let mut closed_after = Vec::new();
+    for wait in waits.collect::<Vec<_>>() {
+        let (code, after) = wait.await.unwrap();
+        assert_eq!(code, Some(1012));
+        closed_after.push(after);
     }
     closed_after.sort();
     let (first, last) = (closed_after[0], *closed_after.last().unwrap());

@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::auth::{AuthError, Claims};
 use crate::jobs::{self, Cancelled, CommandError};
-use crate::registry::Delivery;
+use crate::registry::{Delivery, Mailbox};
 use crate::state::AppState;
 use sequencer::{Gap, Sequencer};
 
@@ -152,8 +152,9 @@ where
         tracing::Span::current().record("user", claims.sub.as_str());
         // Register before reading the database, so that no event committed
         // in between is missed: it is either read back or waiting in the inbox.
-        let capacity = self.state.config.gateway.outbound_queue;
-        let (_registration, inbox) = self.state.registry.register(self.user.clone(), capacity);
+        let Ok((_registration, inbox)) = self.state.registry.register(self.user.clone()) else {
+            return End::close(1008, "too many sessions for this user");
+        };
         match self.welcome(resume).await {
             Ok(seq) => self.seq = seq,
             Err(end) => return end,
@@ -162,7 +163,7 @@ where
         self.serve(inbox).await
     }
 
-    async fn serve(&mut self, mut inbox: mpsc::Receiver<Delivery>) -> End {
+    async fn serve(&mut self, mut inbox: Mailbox) -> End {
         let beat = Duration::from_millis(self.state.config.gateway.heartbeat_ms);
         let mut heartbeat = tokio::time::interval_at(Instant::now() + beat, beat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
