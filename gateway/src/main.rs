@@ -51,13 +51,39 @@ fn main() -> anyhow::Result<()> {
             }
             let runtime = builder.enable_all().build()?;
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&config.gateway.listen).await?;
+                let listener = bind_shared(&config.gateway.listen)?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(cancel_on_signal(shutdown.clone()));
                 sluice_gateway::serve(listener, config, shutdown).await
             })
         }
     }
+}
+
+/// Binds `listen` with `SO_REUSEADDR` and `SO_REUSEPORT`, so that several
+/// gateway processes can serve one port (the kernel spreads new connections
+/// over them), with a listen backlog of 4096.
+fn bind_shared(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    use std::net::ToSocketAddrs;
+    let addr = listen
+        .to_socket_addrs()
+        .with_context(|| format!("resolving gateway.listen {listen:?}"))?
+        .next()
+        .with_context(|| format!("gateway.listen {listen:?} resolves to nothing"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("binding {addr}"))?;
+    socket.listen(4096)?;
+    Ok(tokio::net::TcpListener::from_std(socket.into())?)
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

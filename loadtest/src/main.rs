@@ -1,9 +1,12 @@
 //! `sluice-loadtest`: drives a running Sluice deployment and reports what
 //! it measured. Every loop is bounded in time; every failure is counted.
 
+mod db_baseline;
+mod hold;
 mod ping;
 mod report;
 mod session;
+mod sleep;
 
 use clap::{Parser, Subcommand};
 
@@ -19,16 +22,26 @@ struct Cli {
 enum Command {
     /// Sessions ping at a fixed rate while optional writers upsert batches.
     Ping(ping::PingArgs),
+    /// Open and hold many idle sessions; report memory per session and survivors.
+    Hold(hold::HoldArgs),
+    /// Concurrent `sleep` jobs: total time shows whether slow jobs block.
+    Sleep(sleep::SleepArgs),
+    /// The writers' upserts issued straight to PostgreSQL: the physical limit.
+    DbBaseline(db_baseline::DbBaselineArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    report::raise_nofile();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Ping(args) => ping::run(args).await,
+            Command::Hold(args) => hold::run(args).await,
+            Command::Sleep(args) => sleep::run(args).await,
+            Command::DbBaseline(args) => db_baseline::run(args).await,
         }
     })
 }

@@ -1,16 +1,17 @@
 //! A load-test session: connect, authenticate, then send and read frames.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use sluice_proto::ServerFrame;
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Where and as whom sessions connect.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub(crate) struct Target {
     /// WebSocket URL of the gateway (or of nginx in front of it).
     #[arg(long, default_value = "ws://127.0.0.1:8080/v1/ws")]
@@ -21,12 +22,20 @@ pub(crate) struct Target {
         env = "SLUICE_AUTH__JWT_SECRET",
         default_value = "sluice-development-secret-change-me"
     )]
+    #[serde(skip)]
     pub(crate) secret: String,
 }
 
 /// One connected, authenticated session.
 pub(crate) struct Session {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: WebSocketStream<TcpStream>,
+}
+
+/// Small buffers: a load generator holds many idle sessions.
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
 }
 
 impl Target {
@@ -45,12 +54,20 @@ impl Target {
 
     /// Connects and completes `hello` as `user`.
     pub(crate) async fn connect(&self, user: &str) -> anyhow::Result<Session> {
-        let (ws, _) = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio_tungstenite::connect_async(self.url.as_str()),
-        )
-        .await
-        .context("connect timed out")??;
+        self.connect_from(user, None).await
+    }
+
+    /// Connects from `source` (a local address to bind before connecting,
+    /// so that each source address has its own ephemeral port range) and
+    /// completes `hello` as `user`.
+    pub(crate) async fn connect_from(
+        &self,
+        user: &str,
+        source: Option<IpAddr>,
+    ) -> anyhow::Result<Session> {
+        let ws = tokio::time::timeout(Duration::from_secs(10), self.open(source))
+            .await
+            .context("connect timed out")??;
         let mut session = Session { ws };
         session
             .send(&serde_json::json!({ "type": "hello", "token": self.token(user)? }))
@@ -59,6 +76,42 @@ impl Target {
             ServerFrame::Welcome { .. } => Ok(session),
             other => bail!("expected welcome, got {other:?}"),
         }
+    }
+}
+
+impl Target {
+    async fn open(&self, source: Option<IpAddr>) -> anyhow::Result<WebSocketStream<TcpStream>> {
+        let rest = self
+            .url
+            .strip_prefix("ws://")
+            .context("only ws:// URLs are supported")?;
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let addr = tokio::net::lookup_host(authority)
+            .await
+            .with_context(|| format!("resolving {authority}"))?
+            .next()
+            .with_context(|| format!("{authority} resolves to nothing"))?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_nonblocking(true)?;
+        socket.set_tcp_nodelay(true)?;
+        if let Some(ip) = source {
+            socket
+                .bind(&SocketAddr::new(ip, 0).into())
+                .with_context(|| format!("binding source address {ip}"))?;
+        }
+        let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+        let stream = socket.connect(addr).await?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            self.url.as_str(),
+            stream,
+            Some(ws_config()),
+        )
+        .await?;
+        Ok(ws)
     }
 }
 
