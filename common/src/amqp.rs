@@ -240,10 +240,24 @@ pub async fn connect(
     name: &str,
     patience: Duration,
 ) -> Result<Connection, lapin::Error> {
+    connect_with(url, name, patience, true).await
+}
+
+/// [`connect`], choosing whether lapin recovers the connection by itself.
+/// The runner does not: it rebuilds its whole broker side when the
+/// connection ends, because a consumer was seen never to resume after
+/// lapin's own recovery.
+pub async fn connect_with(
+    url: &str,
+    name: &str,
+    patience: Duration,
+    auto_recover: bool,
+) -> Result<Connection, lapin::Error> {
     crate::retry("connecting to the broker", patience, || {
-        let props = ConnectionProperties::default()
-            .with_connection_name(name.into())
-            .enable_auto_recover();
+        let mut props = ConnectionProperties::default().with_connection_name(name.into());
+        if auto_recover {
+            props = props.enable_auto_recover();
+        }
         Connection::connect(url, props)
     })
     .await

@@ -69,7 +69,7 @@ impl InFlight {
 /// Everything a job task needs, shared by all of them.
 pub struct Runner {
     pub pool: deadpool_postgres::Pool,
-    pub handlers: Handlers,
+    pub handlers: Arc<Handlers>,
     pub settings: RunnerConfig,
     pub events: Arc<EventPublisher>,
     pub in_flight: Arc<InFlight>,
@@ -81,35 +81,48 @@ pub struct Runner {
     pub hand_back: CancellationToken,
 }
 
-/// Takes deliveries until `shutdown` or until the consumer ends. Then it
-/// stops the consumer, lets the jobs in hand finish for up to `grace`, and
-/// hands back (rolls back and requeues) any still running, so none is lost
-/// and none runs twice.
+/// Why [`consume`] returned.
+pub enum Stopped {
+    /// Shutdown was asked for; jobs in hand were finished or handed back.
+    Shutdown,
+    /// The broker connection (or this runner's use of it) ended; jobs in
+    /// hand go on in the background and the caller connects again.
+    BrokerLost(String),
+}
+
+/// Takes deliveries until `shutdown`, until the consumer ends, or until
+/// `incarnation` is cancelled (its broker connection is no longer usable).
+/// On shutdown it stops the consumer, lets the jobs in hand finish for up to
+/// `grace`, and hands back (rolls back and requeues) any still running, so
+/// none is lost and none runs twice.
 pub async fn consume(
     runner: Arc<Runner>,
     channel: lapin::Channel,
     mut consumer: lapin::Consumer,
     shutdown: CancellationToken,
+    incarnation: CancellationToken,
     grace: Duration,
-) -> anyhow::Result<()> {
+) -> Stopped {
     let tracker = TaskTracker::new();
-    let ended = loop {
+    loop {
         let next = tokio::select! {
             next = consumer.next() => next,
-            _ = shutdown.cancelled() => break Ok(()),
+            _ = shutdown.cancelled() => break,
+            _ = incarnation.cancelled() => {
+                return Stopped::BrokerLost("a consumer of this connection ended".into());
+            }
         };
         match next {
             Some(Ok(delivery)) => {
                 let runner = runner.clone();
                 tracker.spawn(async move { handle(&runner, delivery).await });
             }
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "jobs consumer failed");
-                break Err(anyhow::anyhow!("jobs consumer failed: {e}"));
-            }
-            None => break Err(anyhow::anyhow!("jobs consumer was cancelled by the broker")),
+            // Jobs in hand keep running: their acks will fail and the broker
+            // redelivers them, which the claim turns into a skip.
+            Some(Err(e)) => return Stopped::BrokerLost(format!("jobs consumer failed: {e}")),
+            None => return Stopped::BrokerLost("jobs consumer ended".into()),
         }
-    };
+    }
     // No new deliveries; any prefetched but unstarted ones go back when the
     // channel closes.
     let tag = consumer.tag();
@@ -139,7 +152,7 @@ pub async fn consume(
         }
     }
     let _ = channel.close(200, "runner stopping".into()).await;
-    ended
+    Stopped::Shutdown
 }
 
 async fn handle(runner: &Runner, delivery: Delivery) {

@@ -60,7 +60,8 @@ async fn connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<
 
 async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<Broker> {
     // One try: the caller retries the whole setup.
-    let conn = Arc::new(amqp::connect(&config.amqp.url, "sluice-jobs", Duration::ZERO).await?);
+    let conn =
+        Arc::new(amqp::connect_with(&config.amqp.url, "sluice-jobs", Duration::ZERO, false).await?);
     let setup = async {
         let events_channel = amqp::ConfirmChannel::open(conn.clone()).await?;
         let declare = conn.create_channel().await?;
@@ -119,74 +120,96 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     db::migrate(&pool).await?;
 
     let topology = Topology::new(&config.amqp.prefix);
-    let broker = connect_broker(&config, &topology).await?;
-    let conn = broker.conn;
-    let events_channel = broker.events_channel;
-    let jobs_channel = broker.jobs_channel;
-    let consumer = broker.consumer;
-
-    let publisher = Arc::new(EventPublisher::new(
-        events_channel,
-        &topology,
-        Duration::from_millis(config.amqp.publish_timeout_ms),
-    ));
+    // Shared by every broker incarnation: jobs in hand outlive a lost
+    // connection, and their cancel tokens and the hand-back signal with them.
+    let handlers = Arc::new(handlers::Handlers::builtin());
     let in_flight = Arc::new(consumer::InFlight::default());
+    let hand_back = CancellationToken::new();
+    let broker_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let gauges = {
         let pool = pool.clone();
-        let conn = conn.clone();
+        let broker_up = broker_up.clone();
         tokio::spawn(async move {
             loop {
-                sluice_common::metrics::record_dependencies(&pool, conn.status().connected());
+                let up = broker_up.load(std::sync::atomic::Ordering::Relaxed);
+                sluice_common::metrics::record_dependencies(&pool, up);
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
     };
-    let control = {
-        let conn = conn.clone();
-        let topology = topology.clone();
-        let in_flight = in_flight.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let outcome = control::consume(&conn, &topology, in_flight).await;
-            if let Err(e) = &outcome {
-                tracing::error!(error = %e, "control consumer failed; shutting down");
-            }
-            // Without it cancels are missed: stop (with a failure exit) so a
-            // supervisor restarts us.
-            shutdown.cancel();
-        })
-    };
-    let relay = tokio::spawn(relay::run(
-        pool.clone(),
-        publisher.clone(),
-        Duration::from_millis(config.runner.relay_interval_ms),
-        Duration::from_secs(config.runner.event_retention_hours * 3600),
-        shutdown.clone(),
-    ));
-    tracing::info!(
-        queue = %topology.jobs_queue,
-        concurrency = config.runner.concurrency,
-        "runner consuming jobs"
-    );
-    let runner = Arc::new(consumer::Runner {
-        pool,
-        handlers: handlers::Handlers::builtin(),
-        settings: config.runner.clone(),
-        events: publisher,
-        in_flight,
-        retrier: broker.retrier,
-        hand_back: CancellationToken::new(),
-    });
     let grace = Duration::from_millis(config.runner.shutdown_grace_ms);
-    let outcome = consumer::consume(runner, jobs_channel, consumer, shutdown.clone(), grace).await;
-    shutdown.cancel();
-    let _ = relay.await;
+
+    // One iteration per broker connection: when it is lost, everything that
+    // used it (consumer, control queue, relay, publishers) is built again.
+    let outcome = loop {
+        let broker = tokio::select! {
+            broker = connect_broker(&config, &topology) => broker?,
+            _ = shutdown.cancelled() => break Ok(()),
+        };
+        broker_up.store(true, std::sync::atomic::Ordering::Relaxed);
+        sluice_common::metrics::record_dependencies(&pool, true);
+        let incarnation = CancellationToken::new();
+        let publisher = Arc::new(EventPublisher::new(
+            broker.events_channel,
+            &topology,
+            Duration::from_millis(config.amqp.publish_timeout_ms),
+        ));
+        let control = {
+            let conn = broker.conn.clone();
+            let topology = topology.clone();
+            let in_flight = in_flight.clone();
+            let incarnation = incarnation.clone();
+            tokio::spawn(async move {
+                if let Err(e) = control::consume(&conn, &topology, in_flight).await {
+                    tracing::warn!(error = %e, "control consumer ended");
+                }
+                // Without it cancels are missed: rebuild the broker side.
+                incarnation.cancel();
+            })
+        };
+        let relay = tokio::spawn(relay::run(
+            pool.clone(),
+            publisher.clone(),
+            Duration::from_millis(config.runner.relay_interval_ms),
+            Duration::from_secs(config.runner.event_retention_hours * 3600),
+            incarnation.clone(),
+        ));
+        tracing::info!(
+            queue = %topology.jobs_queue,
+            concurrency = config.runner.concurrency,
+            "runner consuming jobs"
+        );
+        let runner = Arc::new(consumer::Runner {
+            pool: pool.clone(),
+            handlers: handlers.clone(),
+            settings: config.runner.clone(),
+            events: publisher,
+            in_flight: in_flight.clone(),
+            retrier: broker.retrier,
+            hand_back: hand_back.clone(),
+        });
+        let ended = consumer::consume(
+            runner,
+            broker.jobs_channel,
+            broker.consumer,
+            shutdown.clone(),
+            incarnation.clone(),
+            grace,
+        )
+        .await;
+        incarnation.cancel();
+        let _ = relay.await;
+        control.abort();
+        broker_up.store(false, std::sync::atomic::Ordering::Relaxed);
+        sluice_common::metrics::record_dependencies(&pool, false);
+        let _ = broker.conn.close(200, "runner stopping".into()).await;
+        match ended {
+            consumer::Stopped::Shutdown => break Ok(()),
+            consumer::Stopped::BrokerLost(reason) => {
+                tracing::warn!(%reason, "broker connection lost; reconnecting");
+            }
+        }
+    };
     gauges.abort();
-    let control_failed = control.is_finished();
-    control.abort();
-    let _ = conn.close(200, "runner stopping".into()).await;
-    if control_failed && outcome.is_ok() {
-        anyhow::bail!("the control consumer stopped; cancels cannot reach this runner");
-    }
     outcome
 }

@@ -7,6 +7,7 @@ mod ping;
 mod report;
 mod session;
 mod sleep;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,9 @@ enum Command {
     Sleep(sleep::SleepArgs),
     /// The writers' upserts issued straight to PostgreSQL: the physical limit.
     DbBaseline(db_baseline::DbBaselineArgs),
+    /// Jobs from many sessions while dependencies restart on a schedule:
+    /// counts lost and duplicated jobs, missing and repeated events.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +46,7 @@ fn main() -> anyhow::Result<()> {
             Command::Hold(args) => hold::run(args).await,
             Command::Sleep(args) => sleep::run(args).await,
             Command::DbBaseline(args) => db_baseline::run(args).await,
+            Command::Soak(args) => soak::run(args).await,
         }
     })
 }

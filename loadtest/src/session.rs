@@ -65,15 +65,28 @@ impl Target {
         user: &str,
         source: Option<IpAddr>,
     ) -> anyhow::Result<Session> {
+        Ok(self.hello_as(user, source, None).await?.0)
+    }
+
+    /// Connects and sends `hello` as `user`, resuming after `resume` when
+    /// given; returns the session and its `welcome`.
+    pub(crate) async fn hello_as(
+        &self,
+        user: &str,
+        source: Option<IpAddr>,
+        resume: Option<u64>,
+    ) -> anyhow::Result<(Session, ServerFrame)> {
         let ws = tokio::time::timeout(Duration::from_secs(10), self.open(source))
             .await
             .context("connect timed out")??;
         let mut session = Session { ws };
-        session
-            .send(&serde_json::json!({ "type": "hello", "token": self.token(user)? }))
-            .await?;
+        let mut hello = serde_json::json!({ "type": "hello", "token": self.token(user)? });
+        if let Some(after) = resume {
+            hello["resume"] = serde_json::json!({ "session": "loadtest", "after": after });
+        }
+        session.send(&hello).await?;
         match session.next(Duration::from_secs(10)).await? {
-            ServerFrame::Welcome { .. } => Ok(session),
+            welcome @ ServerFrame::Welcome { .. } => Ok((session, welcome)),
             other => bail!("expected welcome, got {other:?}"),
         }
     }
@@ -122,6 +135,17 @@ impl Session {
             .send(Message::Text(frame.to_string().into()))
             .await?;
         Ok(())
+    }
+
+    /// The next server frame, or `None` if nothing came within `patience`.
+    pub(crate) async fn try_next(
+        &mut self,
+        patience: Duration,
+    ) -> anyhow::Result<Option<ServerFrame>> {
+        match tokio::time::timeout(patience, self.next(Duration::from_secs(3600))).await {
+            Ok(frame) => frame.map(Some),
+            Err(_) => Ok(None),
+        }
     }
 
     /// The next server frame within `patience`.
