@@ -96,17 +96,7 @@ impl Topology {
 
     /// Declares the jobs queue and its dead-letter pair. Idempotent.
     pub async fn declare_jobs(&self, channel: &Channel) -> Result<(), lapin::Error> {
-        channel
-            .exchange_declare(
-                self.dead_exchange.as_str().into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        declare_exchange(channel, &self.dead_exchange, ExchangeKind::Fanout).await?;
         channel
             .queue_declare(
                 self.dead_queue.as_str().into(),
@@ -195,33 +185,32 @@ impl Topology {
 
     /// Declares the control exchange. Idempotent.
     pub async fn declare_control(&self, channel: &Channel) -> Result<(), lapin::Error> {
-        channel
-            .exchange_declare(
-                self.control_exchange.as_str().into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
+        declare_exchange(channel, &self.control_exchange, ExchangeKind::Fanout).await
     }
 
     /// Declares the events exchange. Idempotent.
     pub async fn declare_events(&self, channel: &Channel) -> Result<(), lapin::Error> {
-        channel
-            .exchange_declare(
-                self.events_exchange.as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
+        declare_exchange(channel, &self.events_exchange, ExchangeKind::Topic).await
     }
+}
+
+/// Declares a durable exchange. Idempotent.
+async fn declare_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            name.into(),
+            kind,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
 }
 
 fn quorum_args() -> FieldTable {
@@ -470,4 +459,48 @@ impl ConfirmChannel {
         }
         outcome
     }
+}
+
+/// Declares a queue of this process's own (exclusive: gone with the
+/// connection), binds it to `exchange` with `routing_key`, and consumes it
+/// without acknowledgements. Used for what each process must hear but need
+/// not keep: a gateway's events, a runner's cancel requests. The name is
+/// ours, so lapin may re-declare it after a broker restart.
+pub async fn listen(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    routing_key: &str,
+) -> Result<lapin::Consumer, lapin::Error> {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            routing_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .basic_consume(
+            queue.into(),
+            queue.into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
 }

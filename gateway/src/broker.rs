@@ -7,8 +7,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use lapin::Connection;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use sluice_common::amqp::{self, ConfirmChannel, Durability, PublishError, Topology};
 use sluice_proto::EventHead;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -66,37 +64,7 @@ pub async fn consume_events(
     let channel = conn.create_channel().await?;
     topology.declare_events(&channel).await?;
     let queue = format!("{}.{instance}", topology.events_exchange);
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            topology.events_exchange.as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            format!("gateway-{instance}").into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let mut consumer = amqp::listen(&channel, &queue, &topology.events_exchange, "#").await?;
     tracing::info!(%queue, "consuming events");
     while let Some(next) = consumer.next().await {
         let message = next?;

@@ -4,9 +4,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use lapin::Connection;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use sluice_common::amqp::Topology;
+use sluice_common::amqp::{self, Topology};
 use sluice_proto::ControlMessage;
 
 use crate::consumer::InFlight;
@@ -27,37 +25,7 @@ pub async fn consume(
         topology.control_exchange,
         uuid::Uuid::new_v4().simple()
     );
-    let queue = channel
-        .queue_declare(
-            name.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            topology.control_exchange.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
-            queue.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let mut consumer = amqp::listen(&channel, &name, &topology.control_exchange, "").await?;
     while let Some(next) = consumer.next().await {
         let message = next?;
         match serde_json::from_slice::<ControlMessage>(&message.data) {
