@@ -25,21 +25,6 @@ PROVISION_START="$(now_s)"
 
 # ------------------------------------------------------------------ helpers ---
 
-APT_UPDATED=0
-apt_install() {
-    local opts=(-o DPkg::Lock::Timeout=600 -y -q)
-    log "apt-get install $*"
-    if DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install "$@" >&2; then
-        return 0
-    fi
-    if [[ "$APT_UPDATED" == 0 ]]; then
-        log "install failed; running apt-get update and retrying"
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q update >&2
-        APT_UPDATED=1
-        DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install "$@" >&2 && return 0
-    fi
-    die "apt-get install $* failed"
-}
 
 # Every parent of DIR must be traversable by the postgres user.
 ensure_traversable() {

@@ -37,7 +37,7 @@ export SLUICE_DATABASE__URL SLUICE_AMQP__URL SLUICE_SERVICES_SH SLUICE_REPO_ROOT
 
 if [[ ! -x /usr/bin/chromium ]]; then
     log "installing chromium (the browser end-to-end test drives it)"
-    apt-get -o DPkg::Lock::Timeout=600 install -y chromium
+    apt_install chromium
 fi
 log "npm ci in proto/js"
 phase_start="$(now_s)"
