@@ -125,7 +125,8 @@ pub struct GatewayConfig {
     pub connect_rate_per_address: u32,
     /// Burst of connections one address may open at once before the rate applies.
     pub connect_burst_per_address: u32,
-    /// Submits one session may have awaiting the broker's confirm.
+    /// Submits and cancels one session may have under way (awaiting the
+    /// broker or the database); more are answered `overloaded`.
     pub max_inflight_submits: usize,
     /// Bytes of the WebSocket read buffer per session (memory per idle session).
     pub ws_read_buffer_bytes: usize,

@@ -190,3 +190,38 @@ async fn a_job_over_its_limit_fails_with_timeout_and_the_pool_recovers() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_cancels_is_capped_per_session() {
+    let system =
+        System::start(SystemOptions::default().gateway("SLUICE_GATEWAY__MAX_INFLIGHT_SUBMITS", 2))
+            .await;
+    let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("cf"))).await;
+    for _ in 0..20 {
+        client
+            .send(json!({ "type": "cancel", "job_id": uuid::Uuid::now_v7() }))
+            .await;
+    }
+    let (mut overloaded, mut not_found) = (0, 0);
+    for _ in 0..20 {
+        match client.next_frame().await {
+            ServerFrame::Error {
+                code: ErrorCode::Overloaded,
+                ..
+            } => overloaded += 1,
+            ServerFrame::Error {
+                code: ErrorCode::NotFound,
+                ..
+            } => not_found += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        overloaded + not_found,
+        20,
+        "every cancel gets exactly one answer"
+    );
+    assert!(overloaded > 0, "20 cancels at once must pass a cap of 2");
+    assert!(not_found >= 2, "those under the cap are carried out");
+    client.ping(1).await;
+}

@@ -127,7 +127,7 @@ pub(crate) struct Session<S> {
     bad_frames: u32,
     /// When the client last sent anything (frame, Ping or Pong).
     last_heard: Instant,
-    /// Submits awaiting the broker's confirm.
+    /// Submits and cancels under way (awaiting the broker or the database).
     inflight: usize,
     tasks_tx: mpsc::UnboundedSender<TaskDone>,
     tasks_rx: mpsc::UnboundedReceiver<TaskDone>,
@@ -326,6 +326,19 @@ where
                 })
                 .await;
         };
+        // Each cancel is a database transaction: like submits, a session
+        // may have only so many under way, or a flood of cancels would
+        // spawn tasks and hold pooled connections without bound.
+        if self.inflight >= self.state.config.gateway.max_inflight_submits {
+            return self
+                .send_frame(&ServerFrame::Error {
+                    reference: None,
+                    code: ErrorCode::Overloaded,
+                    message: "too many commands under way".into(),
+                })
+                .await;
+        }
+        self.inflight += 1;
         let state = self.state.clone();
         let user = self.user.clone();
         let done = self.tasks_tx.clone();
@@ -363,6 +376,7 @@ where
                 self.seq.end_submit(job_id, &mut out);
             }
             TaskDone::CancelDone { job_id, result } => {
+                self.inflight -= 1;
                 let refusal = match result {
                     Ok(Cancelled::Now | Cancelled::Requested) => None,
                     Ok(Cancelled::AlreadyEnded(status)) => Some((
