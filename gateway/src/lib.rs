@@ -96,6 +96,7 @@ pub async fn serve(
         broker_reconnects: tokio::sync::watch::Sender::new(0),
         ws_config,
         metrics,
+        per_frame: state::PerFrameMetrics::new(),
         config,
     });
 

@@ -45,4 +45,32 @@ pub struct AppState {
     pub ws_config: WebSocketConfig,
     /// Renders the metrics on `GET /metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Metric handles touched per frame, resolved once (the `counter!`
+    /// macro looks its metric up in the recorder on every call).
+    pub per_frame: PerFrameMetrics,
+}
+
+/// Handles of the metrics updated for every frame.
+pub struct PerFrameMetrics {
+    pub frames_in: metrics::Counter,
+    pub frames_out: metrics::Counter,
+    pub event_delivery: metrics::Histogram,
+}
+
+impl PerFrameMetrics {
+    /// Resolves the handles from the installed recorder.
+    pub fn new() -> Self {
+        use sluice_common::metrics as m;
+        Self {
+            frames_in: metrics::counter!(m::FRAMES_IN),
+            frames_out: metrics::counter!(m::FRAMES_OUT),
+            event_delivery: metrics::histogram!(m::EVENT_DELIVERY_SECONDS),
+        }
+    }
+}
+
+impl Default for PerFrameMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }

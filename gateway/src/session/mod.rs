@@ -228,7 +228,7 @@ where
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
-        metrics::counter!(m::FRAMES_IN).increment(1);
+        self.state.per_frame.frames_in.increment(1);
         let frame = match ClientFrame::decode(text) {
             Ok(frame) => frame,
             Err(e) => {
@@ -474,7 +474,10 @@ where
                 result = self.send(Message::Text(delivery.frame)).await;
                 if result.is_ok() && delivery.published_ms > 0 {
                     let ms = sluice_common::now_ms().saturating_sub(delivery.published_ms);
-                    metrics::histogram!(m::EVENT_DELIVERY_SECONDS).record(ms as f64 / 1000.0);
+                    self.state
+                        .per_frame
+                        .event_delivery
+                        .record(ms as f64 / 1000.0);
                 }
             }
         }
@@ -525,7 +528,7 @@ where
     /// timeout is closed with 1013.
     async fn send(&mut self, message: Message) -> Result<(), End> {
         if matches!(message, Message::Text(_)) {
-            metrics::counter!(m::FRAMES_OUT).increment(1);
+            self.state.per_frame.frames_out.increment(1);
         }
         let limit = Duration::from_millis(self.state.config.gateway.write_timeout_ms);
         match tokio::time::timeout(limit, self.ws.send(message)).await {
