@@ -449,6 +449,18 @@ pub fn services(args: &[&str]) {
     assert!(status.success(), "{script} {args:?} failed: {status}");
 }
 
+/// Brings the private services back when dropped, so a test that killed
+/// one and then failed half-way does not leave the next tests without it.
+/// (`start-rabbit` and `start-pg` do nothing to a service that is running.)
+pub struct RestoreServices;
+
+impl Drop for RestoreServices {
+    fn drop(&mut self) {
+        services(&["start-rabbit"]);
+        services(&["start-pg"]);
+    }
+}
+
 /// The AMQP URL the binaries use (same default, same override).
 pub fn amqp_url() -> String {
     std::env::var("SLUICE_AMQP__URL")

@@ -7,17 +7,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sluice_proto::{ErrorCode, EventStatus, ServerFrame};
-use sluice_tests::system::services;
+use sluice_tests::system::{RestoreServices, services};
 use sluice_tests::{Client, System, SystemOptions, eventually, token, unique_user};
-
-/// Brings the broker back even if the test fails half-way.
-struct RestartBroker;
-
-impl Drop for RestartBroker {
-    fn drop(&mut self) {
-        services(&["start-rabbit"]);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_means_prompt_503_and_open_sessions_then_recovery() {
@@ -42,7 +33,7 @@ async fn broker_down_means_prompt_503_and_open_sessions_then_recovery() {
     client.events_until_terminal(warm).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
 
-    let guard = RestartBroker;
+    let guard = RestoreServices;
     services(&["kill-rabbit"]);
 
     // Readiness drops.

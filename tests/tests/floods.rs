@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sluice_proto::EventStatus;
-use sluice_tests::system::services;
+use sluice_tests::system::{RestoreServices, services};
 use sluice_tests::{Client, System, SystemOptions, eventually, token, unique_user};
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
@@ -237,15 +237,6 @@ async fn session_caps_and_connection_rates_are_enforced() {
     later.ping(1).await;
 }
 
-/// Brings PostgreSQL back even if the test fails half-way.
-struct RestartPostgres;
-
-impl Drop for RestartPostgres {
-    fn drop(&mut self) {
-        services(&["start-pg"]);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgres_down_requests_fail_fast_and_recover() {
     let system = System::start(SystemOptions::default()).await;
@@ -257,7 +248,7 @@ async fn with_postgres_down_requests_fail_fast_and_recover() {
         .build()
         .unwrap();
 
-    let guard = RestartPostgres;
+    let guard = RestoreServices;
     services(&["kill-pg"]);
     let started = Instant::now();
     let response = http

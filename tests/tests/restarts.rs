@@ -7,17 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sluice_proto::{EventStatus, ServerFrame};
 use sluice_tests::client::Received;
-use sluice_tests::system::{db, services};
+use sluice_tests::system::{RestoreServices, db, services};
 use sluice_tests::{Client, System, SystemOptions, eventually, token, unique_user};
-
-/// Brings the broker back even if a test fails half-way.
-struct RestartBroker;
-
-impl Drop for RestartBroker {
-    fn drop(&mut self) {
-        services(&["start-rabbit"]);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_during_a_batch_the_job_ends_done_exactly_once() {
@@ -105,7 +96,7 @@ async fn broker_killed_with_20_jobs_in_flight_and_50_sessions_loses_nothing() {
                 .await,
         );
     }
-    let guard = RestartBroker;
+    let guard = RestoreServices;
     services(&["kill-rabbit"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     drop(guard); // start-rabbit

@@ -7,18 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_tests::system::{bin_dir, services};
+use sluice_tests::system::{RestoreServices, bin_dir};
 use sluice_tests::{System, SystemOptions, TEST_SECRET};
-
-/// Brings the services back even if the test fails half-way.
-struct RestoreServices;
-
-impl Drop for RestoreServices {
-    fn drop(&mut self) {
-        services(&["start-rabbit"]);
-        services(&["start-pg"]);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_seconds_with_one_restart_of_each_service_loses_and_repeats_nothing() {
