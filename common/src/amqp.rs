@@ -245,7 +245,17 @@ pub async fn connect_with(
     crate::retry("connecting to the broker", patience, || {
         let mut props = ConnectionProperties::default().with_connection_name(name.into());
         if auto_recover {
-            props = props.enable_auto_recover();
+            // lapin's default schedule doubles the wait up to 16 times: after
+            // an 18 s outage its next attempt came ~30 s after the kill, and
+            // the gateway refused submissions all that while. Retry every
+            // 200 ms to 1 s instead, for as long as it takes.
+            props = props
+                .configure_backoff(|b| {
+                    b.with_min_delay(Duration::from_millis(200))
+                        .with_max_delay(Duration::from_secs(1))
+                        .with_max_times(usize::MAX)
+                })
+                .enable_auto_recover();
         }
         Connection::connect(url, props)
     })
