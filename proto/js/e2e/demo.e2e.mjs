@@ -147,7 +147,13 @@ try {
     check(!s.gap, "no gap");
   }
   check(s.pings > 0, "pong latency was measured");
-  check(consoleErrors.length === 0, `no console errors: ${consoleErrors.join(" | ")}`);
+  // With one gateway behind nginx, a request made while it restarts gets the
+  // proxy's 502/503; the client retries it (its reconnect is checked above).
+  // Every other console error fails the test.
+  const unexpected = consoleErrors.filter(
+    (e) => !/Failed to load resource: the server responded with a status of 50[23]/.test(e),
+  );
+  check(unexpected.length === 0, `no unexpected console errors: ${unexpected.join(" | ")}`);
 
   await page.screenshot({ path: screenshot, fullPage: true });
   const resumeMs = s.outages.length ? Math.max(...s.outages) : null;
