@@ -10,6 +10,7 @@ pub mod demo;
 pub mod http;
 pub mod jobs;
 pub mod limits;
+pub mod mailbox;
 pub mod registry;
 pub mod session;
 pub mod state;

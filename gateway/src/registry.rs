@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use sluice_proto::EventHead;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+pub use crate::mailbox::Mailbox;
+use crate::mailbox::{self, Refused};
 
 /// An event on its way to a session: its head for ordering, and the frame
 /// bytes shared by every recipient (encoded once, cloned by refcount).
@@ -23,9 +25,7 @@ pub struct Delivery {
 /// One session's mailbox in the registry.
 struct Slot {
     id: u64,
-    tx: mpsc::Sender<Delivery>,
-    /// Bytes of frames queued and not yet taken by the session.
-    queued: Arc<AtomicUsize>,
+    tx: mailbox::Sender,
 }
 
 /// How much one session's mailbox may hold before it is evicted.
@@ -33,23 +33,6 @@ struct Slot {
 pub struct MailboxLimits {
     pub frames: usize,
     pub bytes: usize,
-}
-
-/// The receiving end of a session's mailbox; gives bytes back as frames leave.
-pub struct Mailbox {
-    rx: mpsc::Receiver<Delivery>,
-    queued: Arc<AtomicUsize>,
-}
-
-impl Mailbox {
-    /// The next delivery; `None` once the registry evicted this session
-    /// (and everything queued before has been taken).
-    pub async fn recv(&mut self) -> Option<Delivery> {
-        let delivery = self.rx.recv().await?;
-        self.queued
-            .fetch_sub(delivery.frame.len(), Ordering::Relaxed);
-        Some(delivery)
-    }
 }
 
 /// The user already holds the most sessions allowed.
@@ -96,25 +79,20 @@ impl Registry {
     }
 
     /// Adds a session for `user`. When its mailbox passes its frame or byte
-    /// bound the registry drops its sender: the session sees its mailbox
-    /// close and ends itself with 1013 (too slow), and what it held is freed.
+    /// bound the registry closes it and forgets it: the session sees its
+    /// mailbox end and closes itself with 1013 (too slow).
     pub fn register(
         self: &Arc<Self>,
         user: Arc<str>,
     ) -> Result<(Registration, Mailbox), TooManySessions> {
-        let (tx, rx) = mpsc::channel(self.limits.frames);
-        let queued = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mailbox::bounded(self.limits.frames, self.limits.bytes);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut slots = self.users.entry(user.clone()).or_default();
             if slots.len() >= self.max_per_user {
                 return Err(TooManySessions);
             }
-            slots.push(Slot {
-                id,
-                tx,
-                queued: queued.clone(),
-            });
+            slots.push(Slot { id, tx });
         }
         self.sessions.fetch_add(1, Ordering::Relaxed);
         let registration = Registration {
@@ -122,7 +100,7 @@ impl Registry {
             user,
             registry: self.clone(),
         };
-        Ok((registration, Mailbox { rx, queued }))
+        Ok((registration, rx))
     }
 
     /// Hands `delivery` to every session of `user`; returns how many got it.
@@ -131,34 +109,24 @@ impl Registry {
             return 0;
         };
         let mut reached = 0;
-        let len = delivery.frame.len();
-        let byte_limit = self.limits.bytes;
         slots.retain(|slot| {
-            let queued = slot.queued.fetch_add(len, Ordering::Relaxed) + len;
-            let sent = if queued > byte_limit {
-                Err("bytes")
-            } else {
-                match slot.tx.try_send(delivery.clone()) {
-                    Ok(()) => Ok(()),
-                    Err(mpsc::error::TrySendError::Full(_)) => Err("frames"),
-                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                }
-            };
-            match sent {
+            let bound = match slot.tx.push(delivery.clone()) {
                 Ok(()) => {
                     reached += 1;
-                    true
+                    return true;
                 }
-                Err(bound) => {
-                    self.evicted.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        session = slot.id,
-                        bound,
-                        "session queue full: evicting slow session"
-                    );
-                    false
-                }
-            }
+                Err(Refused::Closed) => return false,
+                Err(Refused::Frames) => "frames",
+                Err(Refused::Bytes) => "bytes",
+            };
+            slot.tx.close();
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                session = slot.id,
+                bound,
+                "session queue full: evicting slow session"
+            );
+            false
         });
         reached
     }
@@ -226,7 +194,7 @@ mod tests {
         assert_eq!(registry.deliver("a", &delivery(1)), 2);
         assert_eq!(rx_a1.recv().await.unwrap().head.seq, 1);
         assert_eq!(rx_a2.recv().await.unwrap().head.seq, 1);
-        assert!(rx_b.rx.try_recv().is_err());
+        assert!(rx_b.try_recv().is_none());
         assert_eq!(registry.deliver("nobody", &delivery(2)), 0);
     }
 

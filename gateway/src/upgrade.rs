@@ -92,7 +92,11 @@ pub async fn ws_upgrade(
                     Some(ws_config),
                 )
                 .await;
-                session::run(ws, session_state, header_auth, client.to_string()).await;
+                let session =
+                    session::run(ws, session_state.clone(), header_auth, &client.to_string());
+                // A task of its own, so that it does not carry this one's
+                // upgrade state for the session's life.
+                session_state.sessions.spawn(session);
             }
             Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),
         }

@@ -82,7 +82,7 @@ where
             }
         };
         self.send_frame(&ServerFrame::Welcome {
-            session: self.id.clone(),
+            session: self.id.to_string(),
             user: user.to_string(),
             heartbeat_ms: state.config.gateway.heartbeat_ms,
             resumed: replay_after.is_some(),

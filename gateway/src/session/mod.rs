@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use sluice_common::events;
 use sluice_common::metrics as m;
 use sluice_proto::{ClientFrame, ErrorCode, EventHead, ServerFrame, Submit};
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -79,23 +80,29 @@ enum TaskDone {
 /// `Authorization` header, if one was sent.
 pub type HeaderAuth = Option<Result<Claims, AuthError>>;
 
-/// Runs a session on an upgraded socket until it ends, then closes it.
-pub async fn run<S>(ws: S, state: Arc<AppState>, header_auth: HeaderAuth, peer: String)
+/// A session on an upgraded socket: the future runs it until it ends, then
+/// closes it. Built outside the future, so that the task holding it keeps
+/// only the session and its span (an idle session's memory is mostly this
+/// future).
+pub fn run<S>(
+    ws: S,
+    state: Arc<AppState>,
+    header_auth: HeaderAuth,
+    peer: &str,
+) -> impl Future<Output = ()> + use<S>
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
-    let (tasks_tx, tasks_rx) = mpsc::unbounded_channel();
     let mut session = Session {
         ws,
         state,
         user: Arc::from(""),
-        id: Uuid::new_v4().to_string(),
+        id: Uuid::new_v4(),
         seq: Sequencer::default(),
         bad_frames: 0,
         last_heard: Instant::now(),
         inflight: 0,
-        tasks_tx,
-        tasks_rx,
+        tasks: FuturesUnordered::new(),
         gap_since: None,
         gap_reading: false,
         out: Vec::new(),
@@ -114,14 +121,13 @@ where
         session.close(end).await;
     }
     .instrument(span)
-    .await
 }
 
 pub(crate) struct Session<S> {
     ws: S,
     state: Arc<AppState>,
     user: Arc<str>,
-    id: String,
+    id: Uuid,
     seq: Sequencer,
     /// Bad frames in a row; past `max_bad_frames` the session is closed.
     bad_frames: u32,
@@ -129,8 +135,10 @@ pub(crate) struct Session<S> {
     last_heard: Instant,
     /// Submits and cancels under way (awaiting the broker or the database).
     inflight: usize,
-    tasks_tx: mpsc::UnboundedSender<TaskDone>,
-    tasks_rx: mpsc::UnboundedReceiver<TaskDone>,
+    /// Background work under way (publishes, cancels, reads), whose
+    /// results the loop takes in whatever order they finish. Allocates
+    /// only while something runs.
+    tasks: FuturesUnordered<JoinHandle<TaskDone>>,
     /// Since when the first held event has been waiting on a missing seq.
     gap_since: Option<Instant>,
     /// A gap read is under way.
@@ -155,7 +163,9 @@ where
         let Ok((_registration, inbox)) = self.state.registry.register(self.user.clone()) else {
             return End::close(1008, "too many sessions for this user");
         };
-        match self.welcome(resume).await {
+        // Boxed: the database reads make its future large, and an idle
+        // session should not carry that space for its whole life.
+        match Box::pin(self.welcome(resume)).await {
             Ok(seq) => self.seq = seq,
             Err(end) => return end,
         }
@@ -190,7 +200,10 @@ where
                     self.catch_up();
                     Ok(())
                 }
-                frame = self.ws.next() => self.on_frame(frame).await,
+                // Handlers are boxed: their futures are far larger than the
+                // loop's own state, and an idle session would carry that
+                // space for its whole life; one allocation per frame is cheap.
+                frame = self.ws.next() => Box::pin(self.on_frame(frame)).await,
                 delivery = inbox.recv() => match delivery {
                     Some(delivery) => {
                         let mut out = std::mem::take(&mut self.out);
@@ -199,7 +212,13 @@ where
                     }
                     None => Err(End::close(1013, "too slow: event queue overflowed")),
                 },
-                Some(done) = self.tasks_rx.recv() => self.on_task(done).await,
+                Some(done) = self.tasks.next(), if !self.tasks.is_empty() => match done {
+                    Ok(done) => Box::pin(self.on_task(done)).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "session task failed");
+                        Err(End::close(1011, "internal error"))
+                    }
+                },
                 _ = heartbeat.tick() => self.on_heartbeat(beat).await,
                 _ = sleep_until(gap_due) => {
                     self.read_gap();
@@ -296,21 +315,21 @@ where
         self.inflight += 1;
         let state = self.state.clone();
         let user = self.user.clone();
-        let done = self.tasks_tx.clone();
         let reference = submit.reference;
         let kind = submit.kind;
         // Tracked, so a draining gateway finishes in-flight publishes.
-        self.state.sessions.spawn(
+        let task = self.state.sessions.spawn(
             async move {
                 let result = jobs::submit(&state, job_id, &user, kind, &args).await;
-                let _ = done.send(TaskDone::Submitted {
+                TaskDone::Submitted {
                     reference,
                     job_id,
                     result,
-                });
+                }
             }
             .in_current_span(),
         );
+        self.tasks.push(task);
         Ok(())
     }
 
@@ -341,14 +360,13 @@ where
         self.inflight += 1;
         let state = self.state.clone();
         let user = self.user.clone();
-        let done = self.tasks_tx.clone();
-        tokio::spawn(
+        self.tasks.push(tokio::spawn(
             async move {
                 let result = jobs::cancel(&state, &user, job_id, false).await;
-                let _ = done.send(TaskDone::CancelDone { job_id, result });
+                TaskDone::CancelDone { job_id, result }
             }
             .in_current_span(),
-        );
+        ));
         Ok(())
     }
 
@@ -452,8 +470,7 @@ where
         let pool = self.state.pool.clone();
         let user = self.user.clone();
         let after = self.seq.last_sent();
-        let done = self.tasks_tx.clone();
-        tokio::spawn(async move {
+        self.tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 1000)).await;
             let rows = async {
                 let client = pool.get().await.map_err(|e| e.to_string())?;
@@ -462,8 +479,8 @@ where
                     .map_err(|e| e.to_string())
             }
             .await;
-            let _ = done.send(TaskDone::CatchUp { rows });
-        });
+            TaskDone::CatchUp { rows }
+        }));
     }
 
     /// Writes what the sequencer released and re-arms the gap timer.
@@ -499,8 +516,7 @@ where
         self.gap_reading = true;
         let pool = self.state.pool.clone();
         let user = self.user.clone();
-        let done = self.tasks_tx.clone();
-        tokio::spawn(async move {
+        self.tasks.push(tokio::spawn(async move {
             let rows = async {
                 let client = pool.get().await.map_err(|e| e.to_string())?;
                 let limit = (gap.upto - gap.after) as i64;
@@ -509,8 +525,8 @@ where
                     .map_err(|e| e.to_string())
             }
             .await;
-            let _ = done.send(TaskDone::GapRead { gap, rows });
-        });
+            TaskDone::GapRead { gap, rows }
+        }));
     }
 
     async fn on_heartbeat(&mut self, beat: Duration) -> Result<(), End> {
