@@ -8,6 +8,7 @@ mod report;
 mod session;
 mod sleep;
 mod soak;
+mod writers;
 
 use clap::{Parser, Subcommand};
 

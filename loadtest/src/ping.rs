@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use serde_json::json;
 use sluice_proto::ServerFrame;
 use tokio::time::Instant;
 
@@ -13,6 +12,7 @@ use crate::report::{
     progress, reason, record,
 };
 use crate::session::{Session, Target};
+use crate::writers::{WriterPlan, Writers};
 
 /// Arguments of `ping`.
 #[derive(Debug, clap::Args, Serialize)]
@@ -40,6 +40,10 @@ pub(crate) struct PingArgs {
     /// First `items.id` the writers use (each writer gets its own range).
     #[arg(long, default_value_t = 100_000_000)]
     id_base: i64,
+    /// Write every pong as a CSV line (seconds since the start, round trip
+    /// in µs) to this file, to see when the slow ones happened.
+    #[arg(long)]
+    samples_csv: Option<std::path::PathBuf>,
     #[command(flatten)]
     output: Output,
 }
@@ -80,15 +84,6 @@ pub(crate) struct PingerOutcome {
     /// (seconds since the run started, round trip in µs) per pong.
     pub(crate) samples: Vec<(f64, u64)>,
     pub(crate) errors: Errors,
-}
-
-#[derive(Default)]
-struct WriterOutcome {
-    submitted: u64,
-    done: u64,
-    failed: u64,
-    rows: u64,
-    errors: Errors,
 }
 
 /// Connects `n` sessions (users `prefix{i % shared}` or `prefix{i}`),
@@ -197,28 +192,20 @@ pub(crate) async fn run(args: PingArgs) -> anyhow::Result<()> {
     .await;
     let sessions_connected = pingers.len();
     let connect_errors: u64 = errors.values().sum();
-    let writers = connect_many(
-        &target,
-        &format!("lt-{run_id}-w"),
-        args.writers,
-        0,
-        &mut errors,
-        &bar,
-    )
-    .await;
-    let writers_connected = writers.len();
+    let writers = Writers::connect(WriterPlan {
+        target: target.clone(),
+        user_prefix: format!("lt-{run_id}-w"),
+        writers: args.writers,
+        rows: args.rows,
+        id_base: args.id_base,
+    })
+    .await?;
+    let writers_connected = writers.connected;
 
     let run_start = Instant::now();
     let deadline = run_start + Duration::from_secs(args.duration_secs);
     let ping_tasks = spawn_pingers(pingers, args.rate, run_start, deadline);
-    let write_tasks: Vec<_> = writers
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let first_id = args.id_base + (i as i64) * args.rows as i64;
-            tokio::spawn(writer(s, args.rows, first_id, deadline))
-        })
-        .collect();
+    let written = tokio::spawn(writers.run_until(deadline));
     let ticker = {
         let bar = bar.clone();
         let total = args.duration_secs;
@@ -234,21 +221,9 @@ pub(crate) async fn run(args: PingArgs) -> anyhow::Result<()> {
     };
 
     let (sent, lost, pong_hist, samples) = join_pingers(ping_tasks, &mut errors).await;
-    let mut job_hist = histogram();
-    let mut written = WriterOutcome::default();
-    for task in write_tasks {
-        match task.await {
-            Ok((outcome, h)) => {
-                written.submitted += outcome.submitted;
-                written.done += outcome.done;
-                written.failed += outcome.failed;
-                written.rows += outcome.rows;
-                merge_errors(&mut errors, &outcome.errors);
-                job_hist.add(&h)?;
-            }
-            Err(e) => *errors.entry(format!("writer task: {e}")).or_default() += 1,
-        }
-    }
+    let mut written = written.await?;
+    merge_errors(&mut errors, &written.errors);
+    let job_hist = written.latency.take().unwrap_or_else(histogram);
     let elapsed = run_start.elapsed().as_secs_f64();
     ticker.abort();
     bar.finish_and_clear();
@@ -299,6 +274,13 @@ pub(crate) async fn run(args: PingArgs) -> anyhow::Result<()> {
     for (reason, n) in &report.errors {
         summary.push_str(&format!("error: {reason}: {n}\n"));
     }
+    if let Some(path) = &args.samples_csv {
+        let mut csv = String::from("t_secs,rtt_us\n");
+        for (t, us) in &samples {
+            csv.push_str(&format!("{t:.6},{us}\n"));
+        }
+        std::fs::write(path, csv)?;
+    }
     let mut charts = Charts {
         latency_over_time: latency_lines("pong", &samples),
         percentiles: vec![("pong".into(), pong_hist)],
@@ -343,7 +325,8 @@ async fn pinger(
         id += 1;
         outcome.sent += 1;
         let start = Instant::now();
-        if let Err(e) = session.send(&json!({ "type": "ping", "id": id })).await {
+        let ping = format!(r#"{{"type":"ping","id":{id}}}"#);
+        if let Err(e) = session.send_text(ping).await {
             outcome.lost += 1;
             *outcome
                 .errors
@@ -376,79 +359,4 @@ async fn pinger(
         }
     }
     outcome
-}
-
-/// Submits `rows`-row batches back to back until `deadline`, each waiting
-/// for its terminal event.
-async fn writer(
-    mut session: Session,
-    rows: usize,
-    first_id: i64,
-    deadline: Instant,
-) -> (WriterOutcome, Histogram<u64>) {
-    let mut outcome = WriterOutcome::default();
-    let mut hist = histogram();
-    let mut round = 0u64;
-    while Instant::now() < deadline {
-        round += 1;
-        let batch: Vec<_> = (0..rows as i64)
-            .map(|i| json!({ "id": first_id + i, "value": format!("r{round}") }))
-            .collect();
-        let start = Instant::now();
-        let submit = json!({
-            "type": "submit", "ref": format!("w{round}"),
-            "job": { "kind": "batch_upsert", "args": { "table": "items", "key": ["id"], "rows": batch } }
-        });
-        outcome.submitted += 1;
-        if let Err(e) = session.send(&submit).await {
-            outcome.failed += 1;
-            *outcome
-                .errors
-                .entry(format!("submit: {}", reason(&e)))
-                .or_default() += 1;
-            break;
-        }
-        let ended = loop {
-            match session.next(Duration::from_secs(120)).await {
-                Ok(ServerFrame::Event(e)) if e.status.is_terminal() => {
-                    let done = e.status == sluice_proto::EventStatus::Done;
-                    if !done {
-                        *outcome
-                            .errors
-                            .entry(format!("job ended {:?}", e.status))
-                            .or_default() += 1;
-                    }
-                    break Some(done);
-                }
-                Ok(ServerFrame::Error { code, .. }) => {
-                    *outcome
-                        .errors
-                        .entry(format!("job refused: {code:?}"))
-                        .or_default() += 1;
-                    break Some(false);
-                }
-                Ok(_) => continue,
-                Err(e) => {
-                    *outcome
-                        .errors
-                        .entry(format!("job: {}", reason(&e)))
-                        .or_default() += 1;
-                    break None;
-                }
-            }
-        };
-        match ended {
-            Some(true) => {
-                outcome.done += 1;
-                outcome.rows += rows as u64;
-                record(&mut hist, start.elapsed().as_micros());
-            }
-            Some(false) => outcome.failed += 1,
-            None => {
-                outcome.failed += 1;
-                break;
-            }
-        }
-    }
-    (outcome, hist)
 }

@@ -131,9 +131,12 @@ impl Target {
 impl Session {
     /// Sends one JSON frame.
     pub(crate) async fn send(&mut self, frame: &serde_json::Value) -> anyhow::Result<()> {
-        self.ws
-            .send(Message::Text(frame.to_string().into()))
-            .await?;
+        self.send_text(frame.to_string()).await
+    }
+
+    /// Sends one text frame as it is.
+    pub(crate) async fn send_text(&mut self, text: String) -> anyhow::Result<()> {
+        self.ws.send(Message::Text(text.into())).await?;
         Ok(())
     }
 
