@@ -87,9 +87,22 @@ trap 'on_signal TERM 143' TERM
 log "starting sluice-jobs"
 "$JOBS_BIN" > >(sed -u 's/^/[runner] /') 2>&1 &
 RUNNER_PID=$!
-log "starting sluice-gateway"
+# The gateway shares this machine's CPUs with PostgreSQL and the runner:
+# realtime round-robin scheduling lets it answer at once while a batch runs
+# (see the systemd unit and docs/benchmarks.md). Needs root or CAP_SYS_NICE;
+# SLUICE_GATEWAY_RT_PRIORITY=0 turns it off.
+GATEWAY_PREFIX=()
+RT_PRIORITY="${SLUICE_GATEWAY_RT_PRIORITY:-10}"
+if [[ "$RT_PRIORITY" != 0 ]]; then
+    if chrt -r "$RT_PRIORITY" true 2>/dev/null; then
+        GATEWAY_PREFIX=(chrt -r "$RT_PRIORITY")
+    else
+        log "cannot use realtime scheduling here (needs root or CAP_SYS_NICE); the gateway runs at normal priority"
+    fi
+fi
+log "starting sluice-gateway${GATEWAY_PREFIX[*]:+ under ${GATEWAY_PREFIX[*]}}"
 SLUICE_GATEWAY__DEV_MODE="${SLUICE_GATEWAY__DEV_MODE:-true}" \
-    "$GATEWAY_BIN" > >(sed -u 's/^/[gateway] /') 2>&1 &
+    "${GATEWAY_PREFIX[@]}" "$GATEWAY_BIN" > >(sed -u 's/^/[gateway] /') 2>&1 &
 GATEWAY_PID=$!
 log "runner pid $RUNNER_PID, gateway pid $GATEWAY_PID; Ctrl-C stops both"
 if [[ "${SLUICE_GATEWAY__DEV_MODE:-true}" == "true" ]]; then
