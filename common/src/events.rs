@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sluice_proto::{EventFrame, EventStatus, JobError, ServerFrame};
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 /// One stored event, with the exact text clients receive.
@@ -38,12 +39,13 @@ pub async fn append<C: GenericClient>(
     user: &str,
     event: NewEvent,
 ) -> Result<StoredEvent, tokio_postgres::Error> {
+    // Typed statements: one round trip each instead of prepare + execute.
     let row = tx
-        .query_one(
+        .query_typed_one(
             "INSERT INTO user_seq (user_id, last_seq) VALUES ($1, 1)
              ON CONFLICT (user_id) DO UPDATE SET last_seq = user_seq.last_seq + 1
              RETURNING last_seq",
-            &[&user],
+            &[(&user, Type::TEXT)],
         )
         .await?;
     let seq: i64 = row.get(0);
@@ -56,9 +58,15 @@ pub async fn append<C: GenericClient>(
         error: event.error,
     })
     .encode();
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO events (user_id, seq, job_id, status, frame) VALUES ($1, $2, $3, $4, $5)",
-        &[&user, &seq, &event.job_id, &event.status.as_str(), &frame],
+        &[
+            (&user, Type::TEXT),
+            (&seq, Type::INT8),
+            (&event.job_id, Type::UUID),
+            (&event.status.as_str(), Type::TEXT),
+            (&frame, Type::TEXT),
+        ],
     )
     .await?;
     Ok(StoredEvent {
@@ -76,9 +84,9 @@ pub async fn mark_published<C: GenericClient>(
     seq: u64,
 ) -> Result<(), tokio_postgres::Error> {
     client
-        .execute(
+        .execute_typed(
             "UPDATE events SET published = true WHERE user_id = $1 AND seq = $2",
-            &[&user, &(seq as i64)],
+            &[(&user, Type::TEXT), (&(seq as i64), Type::INT8)],
         )
         .await?;
     Ok(())

@@ -55,8 +55,9 @@ pub async fn table<C: GenericClient>(
             "table `{name}` is not allow-listed"
         )));
     }
+    // Typed: one round trip, no separate prepare.
     let rows = client
-        .query(
+        .query_typed(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typcategory::text, t.typname::text
              FROM pg_attribute a
              JOIN pg_class c ON c.oid = a.attrelid
@@ -65,7 +66,7 @@ pub async fn table<C: GenericClient>(
              WHERE n.nspname = 'public' AND c.relname = $1 AND c.relkind = 'r'
                AND a.attnum > 0 AND NOT a.attisdropped
              ORDER BY a.attnum",
-            &[&name],
+            &[(&name, tokio_postgres::types::Type::TEXT)],
         )
         .await?;
     if rows.is_empty() {
