@@ -375,6 +375,14 @@ impl Drop for System {
         }
         // Drop cannot await; a short-lived runtime on its own thread can.
         let prefix = self.prefix.clone();
+        let retry_base_ms = self
+            .options
+            .runner_env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "SLUICE_RUNNER__RETRY_DELAY_MS")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(sluice_common::config::RunnerConfig::default().retry_delay_ms);
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -383,7 +391,11 @@ impl Drop for System {
                 return;
             };
             let outcome = runtime.block_on(async {
-                tokio::time::timeout(Duration::from_secs(5), delete_topology(&prefix)).await
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    delete_topology(&prefix, retry_base_ms),
+                )
+                .await
             });
             match outcome {
                 Ok(Ok(())) => {}
@@ -469,17 +481,29 @@ pub fn amqp_url() -> String {
 
 /// Deletes the durable queues and exchanges a test system declared, so
 /// repeated runs do not pile them up on the broker.
-async fn delete_topology(prefix: &str) -> Result<(), lapin::Error> {
+/// Deletes what a test system declared on the shared broker, so that runs
+/// of the suite on one machine do not pile up queues (RabbitMQ deletes a
+/// missing queue without complaint, so every retry tier the runner may have
+/// declared is named).
+async fn delete_topology(prefix: &str, retry_base_ms: u64) -> Result<(), lapin::Error> {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
     let conn =
         lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
-    for queue in [format!("{prefix}.jobs"), format!("{prefix}.jobs.dead")] {
+    let topology = sluice_common::amqp::Topology::new(prefix);
+    let base = Duration::from_millis(retry_base_ms);
+    let retry_tiers = (1..=16).map(|tier| topology.retry_queue(base, tier).0);
+    let queues = [topology.jobs_queue.clone(), topology.dead_queue.clone()];
+    for queue in queues.into_iter().chain(retry_tiers) {
         channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
             .await?;
     }
-    for exchange in [format!("{prefix}.events"), format!("{prefix}.dlx")] {
+    for exchange in [
+        &topology.events_exchange,
+        &topology.dead_exchange,
+        &topology.control_exchange,
+    ] {
         channel
             .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
             .await?;
