@@ -214,10 +214,17 @@ pub async fn create<C: GenericClient>(
     status: &str,
     args: Option<&str>,
 ) -> Result<(), tokio_postgres::Error> {
+    // Typed: one round trip on every submit, no separate prepare.
     client
-        .execute(
+        .execute_typed(
             "INSERT INTO jobs (id, user_id, kind, status, args) VALUES ($1, $2, $3, $4, $5::text::jsonb)",
-            &[&job_id, &user, &kind.as_str(), &status, &args],
+            &[
+                (&job_id, Type::UUID),
+                (&user, Type::TEXT),
+                (&kind.as_str(), Type::TEXT),
+                (&status, Type::TEXT),
+                (&args, Type::TEXT),
+            ],
         )
         .await?;
     Ok(())
@@ -230,9 +237,9 @@ pub async fn forget_unpublished<C: GenericClient>(
     job_id: uuid::Uuid,
 ) -> Result<(), tokio_postgres::Error> {
     client
-        .execute(
+        .execute_typed(
             "DELETE FROM jobs WHERE id = $1 AND status = 'queued' AND attempts = 0",
-            &[&job_id],
+            &[(&job_id, Type::UUID)],
         )
         .await?;
     Ok(())
