@@ -367,6 +367,15 @@ pub async fn http_status_at(port: u16, path: &str) -> Option<u16> {
 
 impl Drop for System {
     fn drop(&mut self) {
+        if let Some((_, nginx)) = self.nginx.as_mut() {
+            // SIGKILL would leave its workers running (and holding the
+            // port); on SIGTERM the master stops them before it exits.
+            terminate(Some(&*nginx));
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < deadline && matches!(nginx.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let gateways = self.gateways.iter_mut().filter_map(|g| g.child.as_mut());
         let others = [self.runner.as_mut(), self.nginx.as_mut().map(|(_, c)| c)];
         for child in gateways.chain(others.into_iter().flatten()) {
