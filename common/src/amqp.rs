@@ -97,16 +97,7 @@ impl Topology {
     /// Declares the jobs queue and its dead-letter pair. Idempotent.
     pub async fn declare_jobs(&self, channel: &Channel) -> Result<(), lapin::Error> {
         declare_exchange(channel, &self.dead_exchange, ExchangeKind::Fanout).await?;
-        channel
-            .queue_declare(
-                self.dead_queue.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                quorum_args(),
-            )
-            .await?;
+        declare_durable_queue(channel, &self.dead_queue, quorum_args()).await?;
         channel
             .queue_bind(
                 self.dead_queue.as_str().into(),
@@ -125,22 +116,13 @@ impl Topology {
             "x-delivery-limit".into(),
             AMQPValue::LongInt(DELIVERY_LIMIT),
         );
-        channel
-            .queue_declare(
-                self.jobs_queue.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                args,
-            )
-            .await?;
-        Ok(())
+        declare_durable_queue(channel, &self.jobs_queue, args).await
     }
 
     /// The delay queue of retry tier `tier` (1-based): `base * 2^(tier-1)`.
     pub fn retry_queue(&self, base: Duration, tier: u32) -> (String, Duration) {
-        let delay = base * 2u32.saturating_pow(tier.saturating_sub(1));
+        // Saturating: a delay too long for a Duration is not worth a panic.
+        let delay = base.saturating_mul(2u32.saturating_pow(tier.saturating_sub(1)));
         (
             format!("{}.retry.{}ms", self.jobs_queue, delay.as_millis()),
             delay,
@@ -159,7 +141,7 @@ impl Topology {
             let mut args = FieldTable::default();
             args.insert(
                 "x-message-ttl".into(),
-                AMQPValue::LongLongInt(delay.as_millis() as i64),
+                AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
             );
             args.insert(
                 "x-dead-letter-exchange".into(),
@@ -169,16 +151,7 @@ impl Topology {
                 "x-dead-letter-routing-key".into(),
                 AMQPValue::LongString(self.jobs_queue.as_str().into()),
             );
-            channel
-                .queue_declare(
-                    name.as_str().into(),
-                    QueueDeclareOptions {
-                        durable: true,
-                        ..Default::default()
-                    },
-                    args,
-                )
-                .await?;
+            declare_durable_queue(channel, &name, args).await?;
         }
         Ok(())
     }
@@ -211,6 +184,25 @@ async fn declare_exchange(
             FieldTable::default(),
         )
         .await
+}
+
+/// Declares a durable queue with `args`. Idempotent while the args match.
+async fn declare_durable_queue(
+    channel: &Channel,
+    name: &str,
+    args: FieldTable,
+) -> Result<(), lapin::Error> {
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await?;
+    Ok(())
 }
 
 fn quorum_args() -> FieldTable {

@@ -87,6 +87,9 @@ pub struct AuthConfig {
     pub allowed_origins: Vec<String>,
 }
 
+/// The largest `runner.retry_delay_ms` accepted: one hour.
+pub const MAX_RETRY_DELAY_MS: u64 = 3_600_000;
+
 /// The development secret; `validate` warns when it is in use.
 pub const DEV_JWT_SECRET: &str = "sluice-development-secret-change-me";
 
@@ -332,6 +335,14 @@ impl Config {
         if self.runner.max_attempts == 0 {
             return Err(invalid("runner.max_attempts", "must be at least 1"));
         }
+        // The longest tier waits 2^7 times this in a RabbitMQ TTL, whose
+        // ceiling is about 49 days; an hour keeps every tier well inside it.
+        if !(1..=MAX_RETRY_DELAY_MS).contains(&self.runner.retry_delay_ms) {
+            return Err(invalid(
+                "runner.retry_delay_ms",
+                format!("must be 1 to {MAX_RETRY_DELAY_MS}"),
+            ));
+        }
         for (kind, ms) in &self.runner.kind_timeouts_ms {
             if sluice_proto::JobKind::parse(kind).is_none() {
                 return Err(invalid(
@@ -390,6 +401,14 @@ impl Config {
         if self.gateway.outbound_queue == 0 {
             return Err(invalid("gateway.outbound_queue", "must be at least 1"));
         }
+        // tungstenite reads at most this much per system call; below a few
+        // hundred bytes every frame takes several reads.
+        if self.gateway.ws_read_buffer_bytes < 256 {
+            return Err(invalid(
+                "gateway.ws_read_buffer_bytes",
+                "must be at least 256",
+            ));
+        }
         if self.gateway.max_message_bytes < 1024 {
             return Err(invalid(
                 "gateway.max_message_bytes",
@@ -441,6 +460,24 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn retry_delays_and_read_buffers_are_bounded() {
+        let refused = |edit: fn(&mut Config)| {
+            let mut config = Config::default();
+            edit(&mut config);
+            config.validate().unwrap_err().to_string()
+        };
+        assert!(refused(|c| c.runner.retry_delay_ms = 0).contains("runner.retry_delay_ms"));
+        assert!(refused(|c| c.runner.retry_delay_ms = u64::MAX).contains("runner.retry_delay_ms"));
+        assert!(
+            refused(|c| c.gateway.ws_read_buffer_bytes = 0)
+                .contains("gateway.ws_read_buffer_bytes")
+        );
+        let mut longest = Config::default();
+        longest.runner.retry_delay_ms = MAX_RETRY_DELAY_MS;
+        longest.validate().unwrap();
     }
 
     #[test]
