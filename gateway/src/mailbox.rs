@@ -8,7 +8,7 @@
 //! mutex held for a push or a pop, with a `Notify` to wake the session.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -30,10 +30,15 @@ pub enum Refused {
     Closed,
 }
 
+/// What waits, and its size in frame bytes.
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Delivery>,
+    bytes: usize,
+}
+
 struct Shared {
-    queue: Mutex<VecDeque<Delivery>>,
-    /// Bytes of frames queued and not yet taken.
-    bytes: AtomicUsize,
+    queue: Mutex<Queue>,
     /// No more pushes: evicted by the registry, or the session is gone.
     closed: AtomicBool,
     /// Wakes the session when something was pushed or the mailbox closed.
@@ -41,7 +46,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn queue(&self) -> MutexGuard<'_, VecDeque<Delivery>> {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
         // A push or pop cannot leave the queue half-changed; a panic
         // elsewhere while holding the lock does not make it unusable.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
@@ -63,8 +68,7 @@ pub struct Mailbox {
 /// A new mailbox holding at most `max_frames` frames and `max_bytes` bytes.
 pub fn bounded(max_frames: usize, max_bytes: usize) -> (Sender, Mailbox) {
     let shared = Arc::new(Shared {
-        queue: Mutex::new(VecDeque::new()),
-        bytes: AtomicUsize::new(0),
+        queue: Mutex::default(),
         closed: AtomicBool::new(false),
         wake: Notify::new(),
     });
@@ -86,14 +90,14 @@ impl Sender {
         let len = delivery.frame.len();
         {
             let mut queue = self.shared.queue();
-            if queue.len() >= self.max_frames {
+            if queue.items.len() >= self.max_frames {
                 return Err(Refused::Frames);
             }
-            if self.shared.bytes.load(Ordering::Relaxed) + len > self.max_bytes {
+            if queue.bytes + len > self.max_bytes {
                 return Err(Refused::Bytes);
             }
-            self.shared.bytes.fetch_add(len, Ordering::Relaxed);
-            queue.push_back(delivery);
+            queue.bytes += len;
+            queue.items.push_back(delivery);
         }
         self.shared.wake.notify_one();
         Ok(())
@@ -128,14 +132,11 @@ impl Mailbox {
     /// The next delivery if one is queued.
     pub fn try_recv(&mut self) -> Option<Delivery> {
         let mut queue = self.shared.queue();
-        let delivery = queue.pop_front()?;
-        if queue.is_empty() && queue.capacity() > KEEP_CAPACITY {
-            *queue = VecDeque::new();
+        let delivery = queue.items.pop_front()?;
+        queue.bytes -= delivery.frame.len();
+        if queue.items.is_empty() && queue.items.capacity() > KEEP_CAPACITY {
+            queue.items = VecDeque::new();
         }
-        drop(queue);
-        self.shared
-            .bytes
-            .fetch_sub(delivery.frame.len(), Ordering::Relaxed);
         Some(delivery)
     }
 }
@@ -222,7 +223,7 @@ mod tests {
             tx.push(delivery(seq, "{}")).unwrap();
         }
         while rx.try_recv().is_some() {}
-        assert_eq!(rx.shared.queue().capacity(), 0);
-        assert_eq!(rx.shared.bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(rx.shared.queue().items.capacity(), 0);
+        assert_eq!(rx.shared.queue().bytes, 0);
     }
 }
