@@ -54,24 +54,19 @@ impl Client {
 
     /// Connects and completes `hello`; returns the client and its `welcome`.
     pub async fn hello(url: &str, token: &str) -> (Client, ServerFrame) {
-        let mut client = Self::connect(url).await;
-        client
-            .send(json!({ "type": "hello", "token": token }))
-            .await;
-        let welcome = client.next_frame().await;
-        assert!(
-            matches!(welcome, ServerFrame::Welcome { .. }),
-            "expected welcome, got {welcome:?}"
-        );
-        (client, welcome)
+        Self::hello_with(url, json!({ "type": "hello", "token": token })).await
     }
 
     /// Connects and sends `hello` with `resume.after`; returns the `welcome`.
     pub async fn connect_and_resume(url: &str, token: &str, after: u64) -> (Client, ServerFrame) {
+        let hello = json!({ "type": "hello", "token": token, "resume": { "session": "s", "after": after } });
+        Self::hello_with(url, hello).await
+    }
+
+    /// Connects, sends `hello`, and expects a `welcome` back.
+    async fn hello_with(url: &str, hello: Value) -> (Client, ServerFrame) {
         let mut client = Self::connect(url).await;
-        client
-            .send(json!({ "type": "hello", "token": token, "resume": { "session": "s", "after": after } }))
-            .await;
+        client.send(hello).await;
         let welcome = client.next_frame().await;
         assert!(
             matches!(welcome, ServerFrame::Welcome { .. }),

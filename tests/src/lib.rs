@@ -7,6 +7,7 @@
 //! Nothing here is a fake: a test that needs a service restarted restarts it.
 
 pub mod client;
+pub mod data;
 pub mod system;
 
 pub use client::Client;

@@ -4,28 +4,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_proto::{EventStatus, ServerFrame};
+use sluice_tests::data::{count_tagged, tagged_rows};
 use sluice_tests::system::db;
 use sluice_tests::{Client, System, SystemOptions, token, unique_user};
-
-/// `count` rows with ids from `first`, values tagged with `tag`.
-fn rows(first: i64, count: i64, tag: &str) -> Value {
-    Value::Array(
-        (first..first + count)
-            .map(|id| json!({ "id": id, "value": format!("{tag}-{id}") }))
-            .collect(),
-    )
-}
-
-async fn count_tagged(first: i64, count: i64, tag: &str) -> i64 {
-    db().await
-        .query_one(
-            "SELECT count(*) FROM items WHERE id >= $1 AND id < $2 AND value = $3 || '-' || id::text",
-            &[&first, &(first + count), &tag],
-        )
-        .await
-        .expect("count")
-        .get(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_of_10000_rows_is_accepted_runs_and_lands() {
@@ -42,7 +23,7 @@ async fn batch_of_10000_rows_is_accepted_runs_and_lands() {
         .submit(
             "b1",
             "batch_upsert",
-            json!({ "table": "items", "key": ["id"], "rows": rows(1_000_000, 10_000, &tag) }),
+            json!({ "table": "items", "key": ["id"], "rows": tagged_rows(1_000_000, 10_000, &tag) }),
         )
         .await;
     let events = client.events_until_terminal(job).await;
@@ -76,7 +57,8 @@ async fn pongs_stay_fast_while_a_200000_row_batch_runs() {
     let (mut pinger, _) = Client::hello(&system.ws_url(), &token(&unique_user("pinger"))).await;
 
     let tag = uuid::Uuid::new_v4().simple().to_string();
-    let args = json!({ "table": "items", "key": ["id"], "rows": rows(2_000_000, 200_000, &tag) });
+    let args =
+        json!({ "table": "items", "key": ["id"], "rows": tagged_rows(2_000_000, 200_000, &tag) });
     let started = Instant::now();
     let job = writer.submit("big", "batch_upsert", args).await;
     let batch = tokio::spawn(async move {

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_proto::{EventStatus, ServerFrame};
 use sluice_tests::client::Received;
+use sluice_tests::data::{count_tagged, tagged_rows};
 use sluice_tests::system::{RestoreServices, db, services};
 use sluice_tests::{Client, System, SystemOptions, eventually, token, unique_user};
 
@@ -17,9 +18,7 @@ async fn postgres_restarted_during_a_batch_the_job_ends_done_exactly_once() {
     let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("pg"))).await;
     let (first, count) = (5_000_000i64, 150_000i64);
     let tag = uuid::Uuid::new_v4().simple().to_string();
-    let rows: Vec<Value> = (first..first + count)
-        .map(|id| json!({ "id": id, "value": format!("{tag}-{id}") }))
-        .collect();
+    let rows = tagged_rows(first, count, &tag);
     let job = client
         .submit(
             "pg",
@@ -58,15 +57,7 @@ async fn postgres_restarted_during_a_batch_the_job_ends_done_exactly_once() {
         .unwrap()
         .get(0);
     assert_eq!(done, 1);
-    let landed: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM items WHERE id >= $1 AND id < $2 AND value = $3 || '-' || id::text",
-            &[&first, &(first + count), &tag],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(landed, count);
+    assert_eq!(count_tagged(first, count, &tag).await, count);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

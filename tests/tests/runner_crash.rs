@@ -1,8 +1,9 @@
 //! A runner killed (SIGKILL) after taking a job and before acknowledging
 //! it: after a restart the job completes exactly once.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_proto::{EventStatus, ServerFrame};
+use sluice_tests::data::{count_tagged, stored_statuses, tagged_rows};
 use sluice_tests::system::db;
 use sluice_tests::{Client, System, SystemOptions, token, unique_user};
 
@@ -15,9 +16,7 @@ async fn killed_runner_job_completes_exactly_once_after_restart() {
     let first = 4_000_000i64;
     let count = 150_000i64;
     let tag = uuid::Uuid::new_v4().simple().to_string();
-    let rows: Vec<Value> = (first..first + count)
-        .map(|id| json!({ "id": id, "value": format!("{tag}-{id}") }))
-        .collect();
+    let rows = tagged_rows(first, count, &tag);
     let job = client
         .submit(
             "crash",
@@ -67,27 +66,13 @@ async fn killed_runner_job_completes_exactly_once_after_restart() {
         "delivered twice: once to the killed runner"
     );
 
-    let stored: Vec<String> = conn
-        .query(
-            "SELECT status FROM events WHERE job_id = $1 ORDER BY seq",
-            &[&job],
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(stored, ["running", "done"], "one running, exactly one done");
+    assert_eq!(
+        stored_statuses(job).await,
+        ["running", "done"],
+        "one running, exactly one done"
+    );
 
-    let landed: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM items WHERE id >= $1 AND id < $2 AND value = $3 || '-' || id::text",
-            &[&first, &(first + count), &tag],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(landed, count);
+    assert_eq!(count_tagged(first, count, &tag).await, count);
 
     // The redelivery after the restart is not run a third time: nothing more arrives.
     client.ping(1).await;

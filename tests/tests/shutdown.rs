@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sluice_proto::{EventStatus, ServerFrame};
 use sluice_tests::client::Received;
+use sluice_tests::data::stored_statuses;
 use sluice_tests::system::db;
 use sluice_tests::{Client, System, SystemOptions, eventually, token, unique_user};
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -129,15 +130,5 @@ async fn a_job_outlasting_the_grace_is_handed_back_and_completes_once() {
         .unwrap()
         .get(0);
     assert_eq!(attempts, 2, "handed back once, run again once");
-    let stored: Vec<String> = conn
-        .query(
-            "SELECT status FROM events WHERE job_id = $1 ORDER BY seq",
-            &[&job],
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(stored, ["running", "done"]);
+    assert_eq!(stored_statuses(job).await, ["running", "done"]);
 }
