@@ -34,7 +34,7 @@ pub(crate) struct DbBaselineArgs {
     #[arg(long, default_value_t = 5000)]
     rows: usize,
     /// How long to measure, in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_SECS))]
     duration_secs: u64,
     /// First `items.id` used (each connection gets its own range).
     #[arg(long, default_value_t = 200_000_000)]

@@ -37,10 +37,10 @@ pub(crate) struct HoldArgs {
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
     /// Ramp rate: new sessions per second (over all workers).
-    #[arg(long, default_value_t = 500.0)]
+    #[arg(long, default_value_t = 500.0, value_parser = crate::report::parse_rate)]
     rate: f64,
     /// How long to hold the sessions once all are open, in seconds.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_SECS))]
     hold_secs: u64,
     /// Bind client sockets across this many loopback source addresses
     /// (127.0.0.<first>.. per process), each with its own port range.

@@ -26,10 +26,10 @@ pub(crate) struct PingArgs {
     #[arg(long, default_value_t = 0)]
     users_shared: usize,
     /// Pings per second per session.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::report::parse_rate)]
     rate: f64,
     /// How long to measure, in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_SECS))]
     duration_secs: u64,
     /// Writer sessions submitting `batch_upsert` jobs back to back.
     #[arg(long, default_value_t = 0)]

@@ -99,6 +99,23 @@ pub(crate) fn merge_errors(into: &mut Errors, other: &Errors) {
     }
 }
 
+/// The longest time any scenario accepts, in seconds: a day. Keeps every
+/// deadline (`now + duration`) far from overflowing.
+pub(crate) const MAX_SECS: u64 = 86_400;
+/// [`MAX_SECS`] in milliseconds, for the millisecond settings.
+pub(crate) const MAX_MS: u64 = MAX_SECS * 1000;
+
+/// Parses a per-second rate for clap: finite, above 0, at most a million
+/// (a timer period must stay above zero, and `inf` or `NaN` would not).
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0 {
+        Ok(rate)
+    } else {
+        Err("must be a number above 0 and at most 1000000".into())
+    }
+}
+
 /// A short, stable reason for a failure, naming the limit where one is
 /// recognisable (ports, descriptors, memory, server refusals).
 pub(crate) fn reason(e: &anyhow::Error) -> String {
@@ -449,6 +466,15 @@ pub(crate) fn progress(hidden: bool) -> indicatif::ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_must_be_finite_positive_and_bounded() {
+        assert_eq!(parse_rate("10"), Ok(10.0));
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "inf", "NaN", "1e12", "ten"] {
+            assert!(parse_rate(bad).is_err(), "{bad} accepted");
+        }
+    }
 
     #[test]
     fn histograms_survive_encoding_and_merge_exactly() {

@@ -27,7 +27,7 @@ pub(crate) struct SleepArgs {
     #[arg(long, default_value_t = 100)]
     jobs: usize,
     /// How long each job sleeps, in ms.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_MS))]
     ms: u64,
     /// Sessions submitting the jobs (0: one per job); jobs are spread over them.
     #[arg(long, default_value_t = 0)]
@@ -36,7 +36,7 @@ pub(crate) struct SleepArgs {
     #[arg(long, default_value_t = 0)]
     pingers: usize,
     /// Give up waiting for jobs after this many seconds.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_SECS))]
     timeout_secs: u64,
     #[command(flatten)]
     output: Output,

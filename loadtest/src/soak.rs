@@ -31,19 +31,19 @@ pub(crate) struct SoakArgs {
     #[arg(long, default_value_t = 20)]
     sessions: usize,
     /// How long sessions submit jobs, in seconds.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_SECS))]
     duration_secs: u64,
     /// Pause between one session's submissions (ms).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_MS))]
     interval_ms: u64,
     /// Length of each `sleep` job (ms).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_MS))]
     job_ms: u64,
     /// A fault: `SECS:COMMAND`, run with `sh -c` SECS after the start. Repeatable.
     #[arg(long = "fault")]
     faults: Vec<String>,
     /// After the submitting period, how long to wait for accepted jobs to end.
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_SECS))]
     drain_secs: u64,
     /// Write the JSON report here too.
     #[arg(long)]
