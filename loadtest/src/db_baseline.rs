@@ -28,10 +28,10 @@ pub(crate) struct DbBaselineArgs {
     #[serde(skip)]
     database_url: String,
     /// Connections, each upserting batches back to back.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::report::count())]
     connections: usize,
     /// Rows per batch.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = crate::report::count())]
     rows: usize,
     /// How long to measure, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_SECS))]

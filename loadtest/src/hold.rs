@@ -34,7 +34,7 @@ pub(crate) struct HoldArgs {
     #[command(flatten)]
     target: Target,
     /// Sessions to open and hold.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::report::count())]
     sessions: usize,
     /// Ramp rate: new sessions per second (over all workers).
     #[arg(long, default_value_t = 500.0, value_parser = crate::report::parse_rate)]
@@ -50,10 +50,10 @@ pub(crate) struct HoldArgs {
     #[arg(long, default_value_t = 1)]
     source_first: u8,
     /// Spread the sessions over this many users (0: one user each).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::report::count())]
     users_shared: usize,
     /// Worker processes to spread the sessions over (each holds N/W).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::report::count())]
     workers: usize,
     /// Gateway process ids whose summed VmRSS to measure.
     #[arg(long, value_delimiter = ',')]

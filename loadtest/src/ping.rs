@@ -20,10 +20,10 @@ pub(crate) struct PingArgs {
     #[command(flatten)]
     target: Target,
     /// Sessions that ping.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::report::count())]
     sessions: usize,
     /// Spread the pinging sessions over this many users (0: one user each).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::report::count())]
     users_shared: usize,
     /// Pings per second per session.
     #[arg(long, default_value_t = 10.0, value_parser = crate::report::parse_rate)]
@@ -32,10 +32,10 @@ pub(crate) struct PingArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_SECS))]
     duration_secs: u64,
     /// Writer sessions submitting `batch_upsert` jobs back to back.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::report::count())]
     writers: usize,
     /// Rows per batch.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = crate::report::count())]
     rows: usize,
     /// First `items.id` the writers use (each writer gets its own range).
     #[arg(long, default_value_t = 100_000_000)]

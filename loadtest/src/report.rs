@@ -105,6 +105,16 @@ pub(crate) const MAX_SECS: u64 = 86_400;
 /// [`MAX_SECS`] in milliseconds, for the millisecond settings.
 pub(crate) const MAX_MS: u64 = MAX_SECS * 1000;
 
+/// The largest count (sessions, writers, rows, jobs...) any scenario
+/// accepts: far past what one machine can drive, short of sizes whose
+/// buffers could not be allocated.
+pub(crate) const MAX_COUNT: u64 = 10_000_000;
+
+/// A clap parser for counts up to [`MAX_COUNT`].
+pub(crate) fn count() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(..=MAX_COUNT)
+}
+
 /// Parses a per-second rate for clap: finite, above 0, at most a million
 /// (a timer period must stay above zero, and `inf` or `NaN` would not).
 pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {

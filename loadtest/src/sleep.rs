@@ -24,16 +24,16 @@ pub(crate) struct SleepArgs {
     #[command(flatten)]
     target: Target,
     /// Jobs submitted at once.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::report::count())]
     jobs: usize,
     /// How long each job sleeps, in ms.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_MS))]
     ms: u64,
     /// Sessions submitting the jobs (0: one per job); jobs are spread over them.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::report::count())]
     sessions: usize,
     /// Sessions pinging 10 times a second while the jobs run.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::report::count())]
     pingers: usize,
     /// Give up waiting for jobs after this many seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_SECS))]

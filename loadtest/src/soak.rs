@@ -28,7 +28,7 @@ pub(crate) struct SoakArgs {
     #[command(flatten)]
     target: Target,
     /// Sessions, each its own user.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::report::count())]
     sessions: usize,
     /// How long sessions submit jobs, in seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_SECS))]
