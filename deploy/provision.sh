@@ -213,10 +213,21 @@ nginx_ensure_installed() {
     log "nginx: installed (not started)"
 }
 
+# The development and test demo table (never created by the migrations).
+pg_ensure_demo_items() {
+    PGPASSWORD="$SLUICE_DB_PASSWORD" PGCONNECT_TIMEOUT=5 PGOPTIONS='-c client_min_messages=warning' \
+        "$SLUICE_PG_BIN/psql" -X -q -w -v ON_ERROR_STOP=1 \
+        -h 127.0.0.1 -p "$SLUICE_PG_PORT" -U "$SLUICE_DB_USER" -d "$SLUICE_DB_NAME" \
+        -f "$SLUICE_DEPLOY_DIR/demo-items.sql" \
+        || die "PostgreSQL: could not create the demo table public.items"
+    log "PostgreSQL: demo table public.items ensured (development and tests only)"
+}
+
 # -------------------------------------------------------------------- main ---
 
 log "state dir $SLUICE_STATE_DIR; PostgreSQL port $SLUICE_PG_PORT; AMQP port $SLUICE_AMQP_PORT (dist $SLUICE_AMQP_DIST_PORT); SLUICE_PG_FAST=$SLUICE_PG_FAST"
 provision_postgres
+pg_ensure_demo_items
 provision_rabbitmq
 nginx_ensure_installed
 

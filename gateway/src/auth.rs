@@ -1,8 +1,8 @@
 //! JWT (HS256) verification, and minting for the `token` subcommand.
 
+use crate::config::AuthConfig;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sluice_common::config::AuthConfig;
 use sluice_proto::MAX_USER_BYTES;
 
 /// The claims Sluice reads.
@@ -94,7 +94,7 @@ pub fn mint(
 ) -> Result<String, jsonwebtoken::errors::Error> {
     let claims = Claims {
         sub: user.to_owned(),
-        exp: sluice_common::now_ms() / 1000 + ttl_secs,
+        exp: sluice_proto::now_ms() / 1000 + ttl_secs,
         aud: config.audience.clone(),
     };
     jsonwebtoken::encode(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use lapin::Connection;
-use sluice_common::amqp::{self, ConfirmChannel, Durability, PublishError, Topology};
+use sluice_broker::{self as amqp, ConfirmChannel, Durability, PublishError, Topology};
 use sluice_proto::EventHead;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 

@@ -43,10 +43,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    use sluice_common::metrics as m;
+    use crate::metrics as m;
     metrics::gauge!(m::SESSIONS_OPEN).set(state.registry.session_count() as f64);
     metrics::counter!(m::SLOW_CLIENT_EVICTIONS).absolute(state.registry.evicted_count());
-    m::record_dependencies(&state.pool, state.amqp.status().connected());
+    sluice_process::metrics::record_dependencies(&state.pool, state.amqp.status().connected());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -2,11 +2,12 @@
 //! run a created job, cancel. Each runs in a spawned task or an HTTP
 //! handler, never in a session's loop.
 
+use crate::metrics as m;
 use serde_json::value::RawValue;
-use sluice_common::amqp::PublishError;
-use sluice_common::lifecycle::{self, CancelOutcome, RunCheck};
-use sluice_common::metrics as m;
+use sluice_broker::PublishError;
 use sluice_proto::{JobEnvelope, JobKind};
+use sluice_store::JobStatus;
+use sluice_store::jobs::{self as lifecycle, CancelOutcome, RunCheck};
 use uuid::Uuid;
 
 use crate::state::AppState;
@@ -19,7 +20,7 @@ pub enum CommandError {
     NotFound,
     /// The job is not in a state that allows this (carries its status).
     #[error("job is {0}")]
-    Conflict(String),
+    Conflict(JobStatus),
     /// The database could not be reached or failed.
     #[error("database unavailable: {0}")]
     Database(String),
@@ -52,7 +53,7 @@ pub async fn submit(
     metrics::counter!(m::JOBS_SUBMITTED).increment(1);
     let outcome = async {
         let client = state.pool.get().await?;
-        lifecycle::create(&**client, job_id, user, kind, "queued", None).await?;
+        lifecycle::create(&**client, job_id, user, kind, JobStatus::Queued, None).await?;
         if let Err(e) = publish(state, job_id, user, kind, args).await {
             if let Err(db) = lifecycle::forget_unpublished(&**client, job_id).await {
                 tracing::warn!(%job_id, error = %db, "could not remove an unpublished job");
@@ -83,7 +84,15 @@ pub async fn create(
     args: &RawValue,
 ) -> Result<(), CommandError> {
     let client = state.pool.get().await?;
-    lifecycle::create(&**client, job_id, user, kind, "created", Some(args.get())).await?;
+    lifecycle::create(
+        &**client,
+        job_id,
+        user,
+        kind,
+        JobStatus::Created,
+        Some(args.get()),
+    )
+    .await?;
     Ok(())
 }
 
@@ -112,7 +121,7 @@ pub enum Cancelled {
     /// Running: its runner was asked to stop; `cancelled` follows.
     Requested,
     /// Already ended with this status; nothing changed.
-    AlreadyEnded(String),
+    AlreadyEnded(JobStatus),
 }
 
 /// Cancels the user's job if it has not ended; with `hide`, also hides it
@@ -142,7 +151,7 @@ pub async fn cancel(
             Cancelled::Now
         }
         CancelOutcome::Requested => {
-            state.events.cancel(job_id).await?;
+            state.control.cancel(job_id).await?;
             Cancelled::Requested
         }
     })
@@ -160,7 +169,7 @@ async fn publish(
         user: user.to_owned(),
         kind,
         args,
-        submitted_at_ms: sluice_common::now_ms(),
+        submitted_at_ms: sluice_proto::now_ms(),
     };
     let body = serde_json::to_vec(&envelope)
         .map_err(|e| CommandError::Database(format!("encoding job: {e}")))?;

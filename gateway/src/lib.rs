@@ -6,11 +6,13 @@
 pub mod api;
 pub mod auth;
 pub mod broker;
+pub mod config;
 pub mod demo;
 pub mod http;
 pub mod jobs;
 pub mod limits;
 pub mod mailbox;
+pub mod metrics;
 pub mod registry;
 pub mod session;
 pub mod state;
@@ -20,14 +22,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_common::amqp::{self, Topology};
-use sluice_common::publisher::EventPublisher;
-use sluice_common::{Config, db};
+use sluice_broker::ControlPublisher;
+use sluice_broker::{self as amqp, Topology};
+use sluice_outbox::Publisher;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::Config;
 use crate::state::AppState;
 
 /// How long start-up waits for PostgreSQL and RabbitMQ to answer.
@@ -45,24 +48,28 @@ pub async fn serve(
             "auth.jwt_secret is the development default: set SLUICE_AUTH__JWT_SECRET in production"
         );
     }
-    let metrics = sluice_common::metrics::install_recorder()?;
-    let pool = db::pool(&config.database)?;
-    db::wait_ready(&pool, START_PATIENCE).await?;
-    db::migrate(&pool).await?;
+    let metrics = sluice_process::metrics::install_recorder(crate::metrics::describe)?;
+    let pool = sluice_store::pool(&config.database)?;
+    sluice_process::retry("reaching the database", START_PATIENCE, || {
+        sluice_store::check(&pool)
+    })
+    .await?;
+    sluice_store::migrate(&pool, &config.database.schema).await?;
 
     let topology = Topology::new(&config.amqp.prefix);
     let publish_timeout = Duration::from_millis(config.amqp.publish_timeout_ms);
     // Retried whole: a declare racing another client's on a new quorum queue
     // can make RabbitMQ close the connection (see sluice-jobs' start-up).
-    let (conn, jobs, events) = sluice_common::retry("broker setup", START_PATIENCE, || async {
-        tokio::time::timeout(
-            amqp::SETUP_ATTEMPT,
-            connect_broker(&config, &topology, publish_timeout),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("broker setup took over {:?}", amqp::SETUP_ATTEMPT))?
-    })
-    .await?;
+    let (conn, jobs, events, control) =
+        sluice_process::retry("broker setup", START_PATIENCE, || async {
+            tokio::time::timeout(
+                amqp::SETUP_ATTEMPT,
+                connect_broker(&config, &topology, publish_timeout),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("broker setup took over {:?}", amqp::SETUP_ATTEMPT))?
+        })
+        .await?;
     let instance = config
         .gateway
         .instance_id
@@ -90,6 +97,7 @@ pub async fn serve(
         ),
         jobs,
         events,
+        control,
         pool,
         amqp: conn,
         shutdown: shutdown.clone(),
@@ -184,24 +192,41 @@ async fn connect_broker(
     config: &Config,
     topology: &Topology,
     publish_timeout: Duration,
-) -> anyhow::Result<(Arc<lapin::Connection>, broker::JobPublisher, EventPublisher)> {
+) -> anyhow::Result<(
+    Arc<lapin::Connection>,
+    broker::JobPublisher,
+    Publisher,
+    ControlPublisher,
+)> {
     // One try: the caller retries the whole setup.
-    let conn = Arc::new(amqp::connect(&config.amqp.url, "sluice-gateway", Duration::ZERO).await?);
+    let conn = Arc::new(
+        amqp::connect(
+            &config.amqp.url,
+            "sluice-gateway",
+            amqp::Recovery::Automatic,
+        )
+        .await?,
+    );
     let setup = async {
         let jobs = broker::JobPublisher::open(&conn, topology, publish_timeout).await?;
         let declare = conn.create_channel().await?;
         topology.declare_events(&declare).await?;
         topology.declare_control(&declare).await?;
         let _ = declare.close(200, "declared".into()).await;
-        let events = EventPublisher::new(
+        let events = Publisher::new(
             amqp::ConfirmChannel::open(conn.clone()).await?,
             topology,
             publish_timeout,
         );
-        Ok::<_, lapin::Error>((jobs, events))
+        let control = ControlPublisher::new(
+            amqp::ConfirmChannel::open(conn.clone()).await?,
+            topology,
+            publish_timeout,
+        );
+        Ok::<_, lapin::Error>((jobs, events, control))
     };
     match setup.await {
-        Ok((jobs, events)) => Ok((conn, jobs, events)),
+        Ok((jobs, events, control)) => Ok((conn, jobs, events, control)),
         Err(e) => {
             let _ = conn.close(200, "setup failed".into()).await;
             Err(e.into())

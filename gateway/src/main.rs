@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use sluice_common::{Config, telemetry};
+use sluice_gateway::config::Config;
 use tokio_util::sync::CancellationToken;
 
 /// The Sluice WebSocket gateway.
@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
-            telemetry::init(&config.log);
+            sluice_process::logs::init(&config.log);
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if config.gateway.worker_threads > 0 {
                 builder.worker_threads(config.gateway.worker_threads);

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::config::Config;
 use deadpool_postgres::Pool;
 use lapin::Connection;
-use sluice_common::Config;
-use sluice_common::publisher::EventPublisher;
+use sluice_outbox::Publisher;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,9 +27,10 @@ pub struct AppState {
     pub connect_limiter: crate::limits::ConnectLimiter,
     /// Publishes submitted jobs with a confirm.
     pub jobs: JobPublisher,
-    /// Publishes events the gateway commits itself (a queued job cancelled)
-    /// and cancel requests to the runners.
-    pub events: EventPublisher,
+    /// Publishes events the gateway commits itself (a queued job cancelled).
+    pub events: Publisher,
+    /// Sends cancel requests to the runners.
+    pub control: sluice_broker::ControlPublisher,
     /// Reads of the event log (welcome, replay, gap reads).
     pub pool: Pool,
     /// The broker connection, watched by `/readyz`.
@@ -60,7 +61,7 @@ pub struct PerFrameMetrics {
 impl PerFrameMetrics {
     /// Resolves the handles from the installed recorder.
     pub fn new() -> Self {
-        use sluice_common::metrics as m;
+        use crate::metrics as m;
         Self {
             frames_in: metrics::counter!(m::FRAMES_IN),
             frames_out: metrics::counter!(m::FRAMES_OUT),

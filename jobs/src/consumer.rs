@@ -11,15 +11,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::config::RunnerConfig;
+use crate::metrics as m;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
-use sluice_common::amqp;
-use sluice_common::config::RunnerConfig;
-use sluice_common::lifecycle::{self, Claim, Outcome};
-use sluice_common::metrics as m;
-use sluice_common::publisher::EventPublisher;
+use sluice_broker as amqp;
+use sluice_outbox::Publisher;
 use sluice_proto::{ErrorCode, JobError, OwnedJobEnvelope};
+use sluice_store::jobs::{self as lifecycle, Claim, Outcome};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -71,7 +71,7 @@ pub struct Runner {
     pub pool: deadpool_postgres::Pool,
     pub handlers: Arc<Handlers>,
     pub settings: RunnerConfig,
-    pub events: Arc<EventPublisher>,
+    pub events: Arc<Publisher>,
     pub in_flight: Arc<InFlight>,
     /// Sends transiently failed jobs to their delay tier, exhausted ones to
     /// the dead-letter exchange.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use lapin::Connection;
-use sluice_common::amqp::{self, Topology};
+use sluice_broker::{self as amqp, Topology};
 use sluice_proto::ControlMessage;
 
 use crate::consumer::InFlight;

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use lapin::message::BasicGetMessage;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
-use sluice_common::amqp::{self, ATTEMPTS_HEADER, Durability, LAST_ERROR_HEADER, Topology};
-use sluice_common::{Config, db, lifecycle};
+use sluice_broker::{self as amqp, ATTEMPTS_HEADER, Durability, LAST_ERROR_HEADER, Topology};
+use sluice_store::jobs as lifecycle;
+
+use crate::config::Config;
 use sluice_proto::OwnedJobEnvelope;
 use uuid::Uuid;
 
@@ -86,11 +88,9 @@ impl Dead {
 /// Runs one `dead` command and prints what it did.
 pub async fn run(config: &Config, command: DeadCommand) -> anyhow::Result<()> {
     let topology = Topology::new(&config.amqp.prefix);
-    let conn = amqp::connect(
-        &config.amqp.url,
-        "sluice-jobs-dead",
-        Duration::from_secs(10),
-    )
+    let conn = sluice_process::retry("connecting to the broker", Duration::from_secs(10), || {
+        amqp::connect(&config.amqp.url, "sluice-jobs-dead", amqp::Recovery::Manual)
+    })
     .await?;
     let channel = conn.create_channel().await?;
     topology.declare_jobs(&channel).await?;
@@ -122,7 +122,7 @@ pub async fn run(config: &Config, command: DeadCommand) -> anyhow::Result<()> {
         }
         DeadCommand::Replay { job_id, all } => {
             anyhow::ensure!(job_id.is_some() || all, "name a job id or pass --all");
-            let pool = db::pool(&config.database)?;
+            let pool = sluice_store::pool(&config.database)?;
             let client = pool.get().await?;
             let publish = amqp::confirm_channel(&conn).await?;
             let mut replayed = 0;

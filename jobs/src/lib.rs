@@ -3,12 +3,14 @@
 //! publishes the event. See `docs/architecture.md`.
 
 pub mod catalog;
+pub mod config;
 pub mod consumer;
 pub mod control;
 pub mod dead;
 pub mod error;
 pub mod handlers;
-pub mod relay;
+pub mod metrics;
+pub mod retention;
 pub mod retry;
 pub mod rows;
 
@@ -17,9 +19,11 @@ use std::time::Duration;
 
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use sluice_common::amqp::{self, Topology};
-use sluice_common::publisher::EventPublisher;
-use sluice_common::{Config, db};
+use sluice_broker::{self as amqp, Topology};
+use sluice_outbox::Publisher;
+use sluice_outbox::relay;
+
+use crate::config::Config;
 use tokio_util::sync::CancellationToken;
 
 /// How long start-up waits for PostgreSQL and RabbitMQ to answer.
@@ -27,10 +31,17 @@ const START_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Applies the schema migrations and returns.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let pool = db::pool(&config.database)?;
-    db::wait_ready(&pool, START_PATIENCE).await?;
-    db::migrate(&pool).await?;
+    let pool = sluice_store::pool(&config.database)?;
+    wait_for_database(&pool).await?;
+    sluice_store::migrate(&pool, &config.database.schema).await?;
     Ok(())
+}
+
+async fn wait_for_database(pool: &deadpool_postgres::Pool) -> Result<(), sluice_store::StoreError> {
+    sluice_process::retry("reaching the database", START_PATIENCE, || {
+        sluice_store::check(pool)
+    })
+    .await
 }
 
 /// The runner's AMQP side, set up as one unit so it can be retried whole.
@@ -48,7 +59,7 @@ struct Broker {
 /// declaring at the same moment with a hard INTERNAL_ERROR (its Raft
 /// process does not exist yet), which closes the connection.
 async fn connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<Broker> {
-    sluice_common::retry("broker setup", START_PATIENCE, || async {
+    sluice_process::retry("broker setup", START_PATIENCE, || async {
         // An operation on a connection the broker closed with a hard error
         // can wait forever for a recovery that never comes: bound each try.
         tokio::time::timeout(amqp::SETUP_ATTEMPT, try_connect_broker(config, topology))
@@ -61,7 +72,7 @@ async fn connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<
 async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<Broker> {
     // One try: the caller retries the whole setup.
     let conn =
-        Arc::new(amqp::connect_with(&config.amqp.url, "sluice-jobs", Duration::ZERO, false).await?);
+        Arc::new(amqp::connect(&config.amqp.url, "sluice-jobs", amqp::Recovery::Manual).await?);
     let setup = async {
         let events_channel = amqp::ConfirmChannel::open(conn.clone()).await?;
         let declare = conn.create_channel().await?;
@@ -112,12 +123,17 @@ async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Res
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     if !config.runner.metrics_listen.is_empty() {
         let addr = config.runner.metrics_listen.parse()?;
-        sluice_common::metrics::install_listener(addr)?;
+        sluice_process::metrics::install_listener(addr, crate::metrics::describe)?;
         tracing::info!(%addr, "serving metrics");
     }
-    let pool = db::pool(&config.database)?;
-    db::wait_ready(&pool, START_PATIENCE).await?;
-    db::migrate(&pool).await?;
+    let pool = sluice_store::pool(&config.database)?;
+    wait_for_database(&pool).await?;
+    sluice_store::migrate(&pool, &config.database.schema).await?;
+    let retention = tokio::spawn(retention::run(
+        pool.clone(),
+        Duration::from_secs(config.runner.event_retention_hours * 3600),
+        shutdown.clone(),
+    ));
 
     let topology = Topology::new(&config.amqp.prefix);
     // Shared by every broker incarnation: jobs in hand outlive a lost
@@ -132,7 +148,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tokio::spawn(async move {
             loop {
                 let up = broker_up.load(std::sync::atomic::Ordering::Relaxed);
-                sluice_common::metrics::record_dependencies(&pool, up);
+                sluice_process::metrics::record_dependencies(&pool, up);
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
@@ -147,9 +163,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             _ = shutdown.cancelled() => break Ok(()),
         };
         broker_up.store(true, std::sync::atomic::Ordering::Relaxed);
-        sluice_common::metrics::record_dependencies(&pool, true);
+        sluice_process::metrics::record_dependencies(&pool, true);
         let incarnation = CancellationToken::new();
-        let publisher = Arc::new(EventPublisher::new(
+        let publisher = Arc::new(Publisher::new(
             broker.events_channel,
             &topology,
             Duration::from_millis(config.amqp.publish_timeout_ms),
@@ -171,7 +187,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             pool.clone(),
             publisher.clone(),
             Duration::from_millis(config.runner.relay_interval_ms),
-            Duration::from_secs(config.runner.event_retention_hours * 3600),
             incarnation.clone(),
         ));
         tracing::info!(
@@ -201,7 +216,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let _ = relay.await;
         control.abort();
         broker_up.store(false, std::sync::atomic::Ordering::Relaxed);
-        sluice_common::metrics::record_dependencies(&pool, false);
+        sluice_process::metrics::record_dependencies(&pool, false);
         let _ = broker.conn.close(200, "runner stopping".into()).await;
         match ended {
             consumer::Stopped::Shutdown => break Ok(()),
@@ -211,5 +226,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     };
     gauges.abort();
+    retention.abort();
     outcome
 }

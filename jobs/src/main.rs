@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use sluice_common::{Config, telemetry};
+use sluice_jobs::config::Config;
 use tokio_util::sync::CancellationToken;
 
 /// The Sluice job runner.
@@ -34,7 +34,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
-    telemetry::init(&config.log);
+    sluice_process::logs::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

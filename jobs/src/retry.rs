@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use lapin::types::{AMQPValue, FieldTable};
-use sluice_common::amqp::{
+use sluice_broker::{
     ATTEMPTS_HEADER, ConfirmChannel, Durability, Extras, LAST_ERROR_HEADER, PublishError,
     RETRIES_HEADER, Topology,
 };

@@ -28,3 +28,12 @@ pub const MAX_REF_CHARS: usize = 64;
 /// Longest user id (JWT `sub`) accepted; it doubles as the AMQP routing key,
 /// which may not exceed 255 bytes.
 pub const MAX_USER_BYTES: usize = 200;
+
+/// Milliseconds since the Unix epoch: envelope times, token expiry and
+/// latency figures all use this one clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -391,7 +391,7 @@ impl Drop for System {
             .rev()
             .find(|(key, _)| key == "SLUICE_RUNNER__RETRY_DELAY_MS")
             .and_then(|(_, value)| value.parse().ok())
-            .unwrap_or(sluice_common::config::RunnerConfig::default().retry_delay_ms);
+            .unwrap_or(sluice_jobs::config::RunnerConfig::default().retry_delay_ms);
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -428,6 +428,11 @@ pub async fn db() -> tokio_postgres::Client {
         .await
         .expect("connecting to PostgreSQL (did deploy/provision.sh run?)");
     tokio::spawn(connection);
+    // Sluice's tables live in their own schema; the demo `items` in `public`.
+    client
+        .batch_execute("SET search_path = sluice, public")
+        .await
+        .expect("setting the search path");
     client
 }
 
@@ -499,7 +504,7 @@ async fn delete_topology(prefix: &str, retry_base_ms: u64) -> Result<(), lapin::
     let conn =
         lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
-    let topology = sluice_common::amqp::Topology::new(prefix);
+    let topology = sluice_broker::Topology::new(prefix);
     let base = Duration::from_millis(retry_base_ms);
     let retry_tiers = (1..=16).map(|tier| topology.retry_queue(base, tier).0);
     let queues = [topology.jobs_queue.clone(), topology.dead_queue.clone()];

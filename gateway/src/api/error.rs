@@ -71,7 +71,7 @@ impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
             CommandError::NotFound => ApiError::NotFound,
-            CommandError::Conflict(status) => ApiError::Conflict(status),
+            CommandError::Conflict(status) => ApiError::Conflict(status.to_string()),
             other => ApiError::Unavailable(other.to_string()),
         }
     }

@@ -12,8 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sluice_common::lifecycle::{self, JobView};
 use sluice_proto::JobKind;
+use sluice_store::JobStatus;
+use sluice_store::jobs::{self as lifecycle, JobRecord};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -76,12 +77,12 @@ pub struct Job {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-impl From<JobView> for Job {
-    fn from(v: JobView) -> Self {
+impl From<JobRecord> for Job {
+    fn from(v: JobRecord) -> Self {
         Self {
             id: v.id,
             kind: v.kind,
-            status: v.status,
+            status: v.status.as_str().to_owned(),
             progress: v.progress,
             result: v.result,
             error: v.error,
@@ -244,14 +245,13 @@ pub async fn list_jobs(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<JobList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    if let Some(status) = &query.status
-        && !lifecycle::STATUSES.contains(&status.as_str())
-    {
-        return Err(ApiError::BadRequest(format!(
-            "status must be one of {}",
-            lifecycle::STATUSES.join(", ")
-        )));
-    }
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(JobStatus::parse(text).ok_or_else(|| {
+            let all: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::BadRequest(format!("status must be one of {}", all.join(", ")))
+        })?),
+    };
     let limit = match &query.limit {
         None => DEFAULT_LIMIT,
         Some(text) => match text.parse::<i64>() {
@@ -264,7 +264,7 @@ pub async fn list_jobs(
         },
     };
     let client = state.pool.get().await?;
-    let jobs = lifecycle::list(&**client, &user, query.status.as_deref(), limit).await?;
+    let jobs = lifecycle::list(&**client, &user, status, limit).await?;
     Ok(Json(JobList {
         jobs: jobs.into_iter().map(Job::from).collect(),
     }))
@@ -290,7 +290,7 @@ pub async fn delete_job(
     let (status, cancel_requested) = match jobs::cancel(&state, &user, job_id, true).await? {
         Cancelled::Now => ("cancelled".to_owned(), None),
         Cancelled::Requested => ("running".to_owned(), Some(true)),
-        Cancelled::AlreadyEnded(status) => (status, None),
+        Cancelled::AlreadyEnded(status) => (status.as_str().to_owned(), None),
     };
     Ok(Json(JobRef {
         id: job_id,

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use futures_util::{Sink, Stream, StreamExt};
-use sluice_common::events;
 use sluice_proto::{ClientFrame, Resume, ServerFrame};
+use sluice_store::events;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 

@@ -15,12 +15,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics as m;
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use sluice_common::events;
-use sluice_common::metrics as m;
 use sluice_proto::{ClientFrame, ErrorCode, EventHead, ServerFrame, Submit};
+use sluice_store::events;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -490,7 +490,7 @@ where
             if result.is_ok() {
                 result = self.send(Message::Text(delivery.frame)).await;
                 if result.is_ok() && delivery.published_ms > 0 {
-                    let ms = sluice_common::now_ms().saturating_sub(delivery.published_ms);
+                    let ms = sluice_proto::now_ms().saturating_sub(delivery.published_ms);
                     self.state
                         .per_frame
                         .event_delivery

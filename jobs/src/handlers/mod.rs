@@ -9,12 +9,12 @@ mod sleep;
 
 use std::collections::HashMap;
 
+use crate::config::RunnerConfig;
 use futures_util::future::BoxFuture;
-use sluice_common::config::RunnerConfig;
 use sluice_proto::{JobKind, OwnedJobEnvelope};
 
 use crate::error::JobFailure;
-use sluice_common::publisher::EventPublisher;
+use sluice_outbox::Publisher;
 
 /// What a handler gets to do its work.
 pub struct JobContext<'a, 't> {
@@ -25,7 +25,7 @@ pub struct JobContext<'a, 't> {
     /// Runner settings (allow-list, chunk size).
     pub settings: &'a RunnerConfig,
     /// For advisory `progress` events.
-    pub events: &'a EventPublisher,
+    pub events: &'a Publisher,
 }
 
 /// Runs one kind of job.

@@ -1,8 +1,36 @@
 //! Log output: human-readable by default, JSON lines when configured.
 
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
+/// The `[log]` section: format and filter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// tracing filter directive; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One readable line per event, for terminals and `start.sh`.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
 
 /// Installs the global tracing subscriber. `RUST_LOG` overrides the filter.
 pub fn init(config: &LogConfig) {

@@ -1,12 +1,11 @@
-//! The event log: per-user sequence numbers, stored event frames (for
-//! resume), and the outbox of events committed but not yet published.
+//! The event log: per-user sequence numbers and stored event frames (for
+//! resume). Unpublished events form the outbox (`outbox.rs`); old ones are
+//! pruned by `retention.rs`.
 //!
 //! An event is appended inside the same transaction as the data change and
 //! job status it reports. The `user_seq` row lock taken by [`append`] makes a
 //! user's events commit in `seq` order, which is what lets a resuming client
 //! ask for "everything after N" without gaps.
-
-use std::time::Duration;
 
 use sluice_proto::{EventFrame, EventStatus, JobError, ServerFrame};
 use tokio_postgres::GenericClient;
@@ -16,8 +15,11 @@ use uuid::Uuid;
 /// One stored event, with the exact text clients receive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
+    /// The user whose log holds it (the routing key of its message).
     pub user: String,
+    /// Its place in the user's log.
     pub seq: u64,
+    /// The job it reports on.
     pub job_id: Uuid,
     /// The encoded `event` frame.
     pub frame: String,
@@ -26,9 +28,13 @@ pub struct StoredEvent {
 /// What an event reports; `seq` is assigned by [`append`].
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// The job it reports on.
     pub job_id: Uuid,
+    /// What happened.
     pub status: EventStatus,
+    /// The result of a `done` job.
     pub result: Option<serde_json::Value>,
+    /// The error of a `failed` job.
     pub error: Option<JobError>,
 }
 
@@ -77,21 +83,6 @@ pub async fn append<C: GenericClient>(
     })
 }
 
-/// Records that an event reached the broker, taking it out of the outbox.
-pub async fn mark_published<C: GenericClient>(
-    client: &C,
-    user: &str,
-    seq: u64,
-) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute_typed(
-            "UPDATE events SET published = true WHERE user_id = $1 AND seq = $2",
-            &[(&user, Type::TEXT), (&(seq as i64), Type::INT8)],
-        )
-        .await?;
-    Ok(())
-}
-
 /// The user's newest stored seq (0 when the user has none).
 pub async fn last_seq<C: GenericClient>(
     client: &C,
@@ -134,43 +125,4 @@ pub async fn read_range<C: GenericClient>(
         .into_iter()
         .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)))
         .collect())
-}
-
-/// Committed events not yet published and older than `min_age` (younger
-/// ones are most likely being published by the runner that wrote them).
-pub async fn unpublished<C: GenericClient>(
-    client: &C,
-    min_age: Duration,
-    limit: i64,
-) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT user_id, seq, job_id, frame FROM events
-             WHERE NOT published AND created_at < now() - make_interval(secs => $1)
-             ORDER BY created_at, user_id, seq LIMIT $2",
-            &[&min_age.as_secs_f64(), &limit],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| StoredEvent {
-            user: r.get(0),
-            seq: r.get::<_, i64>(1) as u64,
-            job_id: r.get(2),
-            frame: r.get(3),
-        })
-        .collect())
-}
-
-/// Deletes events older than `retention`; returns how many.
-pub async fn prune<C: GenericClient>(
-    client: &C,
-    retention: Duration,
-) -> Result<u64, tokio_postgres::Error> {
-    client
-        .execute(
-            "DELETE FROM events WHERE created_at < now() - make_interval(secs => $1)",
-            &[&retention.as_secs_f64()],
-        )
-        .await
 }

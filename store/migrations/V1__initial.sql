@@ -1,5 +1,6 @@
--- Jobs, per-user event sequences, the event log (also the outbox), and the
--- demo table. See docs/architecture.md for why each table exists.
+-- Jobs, per-user event sequences and the event log (also the outbox).
+-- The demo table `items` is created by the development and test setup
+-- (deploy/demo-items.sql), never here. See docs/architecture.md for why each table exists.
 
 CREATE TABLE jobs (
     id          uuid PRIMARY KEY,
@@ -38,9 +39,3 @@ CREATE TABLE events (
 );
 CREATE INDEX events_outbox ON events (created_at) WHERE NOT published;
 CREATE INDEX events_created ON events (created_at);
-
-CREATE TABLE items (
-    id         bigint PRIMARY KEY,
-    value      text        NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);

@@ -1,30 +1,30 @@
-//! Publishing job events to the events exchange after their commit, and
-//! control messages (cancel) to every runner.
+//! Publishing job events to the events exchange: stored ones after their
+//! commit (taking them out of the outbox), advisory progress as it comes.
 
 use std::time::Duration;
 
-use crate::amqp::{self, ConfirmChannel, Durability, PublishError};
-use crate::events::{self, StoredEvent};
+use sluice_broker::{ConfirmChannel, Durability, Topology};
 use sluice_proto::{EventFrame, EventStatus, Progress, ServerFrame};
+use sluice_store::StoredEvent;
+use sluice_store::outbox;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-/// Sends events to `<prefix>.events`, routed by user id.
-pub struct EventPublisher {
+/// Sends events to `<prefix>.events`, routed by user id. Every event any
+/// Sluice process publishes goes through one of these.
+pub struct Publisher {
     /// Confirm-mode publishing shared by every task of the process.
     channel: ConfirmChannel,
     exchange: String,
-    control_exchange: String,
     timeout: Duration,
 }
 
-impl EventPublisher {
+impl Publisher {
     /// A publisher on `channel` for `topology`.
-    pub fn new(channel: ConfirmChannel, topology: &amqp::Topology, timeout: Duration) -> Self {
+    pub fn new(channel: ConfirmChannel, topology: &Topology, timeout: Duration) -> Self {
         Self {
             channel,
             exchange: topology.events_exchange.clone(),
-            control_exchange: topology.control_exchange.clone(),
             timeout,
         }
     }
@@ -32,21 +32,6 @@ impl EventPublisher {
     /// Whether the publishing channel is open (not recovering).
     pub fn is_ready(&self) -> bool {
         self.channel.is_ready()
-    }
-
-    /// Asks every runner to cancel `job_id` if it is running it.
-    pub async fn cancel(&self, job_id: Uuid) -> Result<(), PublishError> {
-        let body = serde_json::to_vec(&sluice_proto::ControlMessage::Cancel { job_id })
-            .unwrap_or_default();
-        self.channel
-            .publish(
-                &self.control_exchange,
-                "",
-                &body,
-                Durability::Transient,
-                self.timeout,
-            )
-            .await
     }
 
     /// Publishes a committed event and takes it out of the outbox, using the
@@ -67,7 +52,7 @@ impl EventPublisher {
             tracing::warn!(seq = event.seq, error = %e, "event publish failed; the relay will retry");
             return false;
         }
-        if let Err(e) = events::mark_published(client, &event.user, event.seq).await {
+        if let Err(e) = outbox::mark_published(client, &event.user, event.seq).await {
             // Published but still in the outbox: the relay may send it again,
             // and sessions drop the duplicate by seq.
             tracing::warn!(seq = event.seq, error = %e, "could not mark event published");

@@ -1,9 +1,11 @@
-//! The job row: every read of it and every state change, each change
-//! inside the caller's transaction together with the event that reports it.
-//! The gateway creates, reads, lists, cancels and hides jobs; the runner
-//! claims and finishes them. This is the one place a status changes.
+//! The job repository: every read of a job row and every change of its
+//! status, each change inside the caller's transaction together with the
+//! event that reports it. The gateway creates, reads, lists, cancels and
+//! hides jobs; the runner claims and finishes them. This is the one place a
+//! status changes.
 
 use crate::events::{self, NewEvent, StoredEvent};
+use crate::status::JobStatus;
 use sluice_proto::{ErrorCode, EventStatus, JobError, OwnedJobEnvelope};
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::Type;
@@ -14,14 +16,18 @@ pub enum Claim {
     /// Run it. `running` is the event to publish after commit, absent when
     /// the job was already running (a redelivery after a crash).
     Run {
+        /// This attempt's number, counting from 1.
         attempt: i32,
+        /// The `running` event appended by this claim.
         running: Option<StoredEvent>,
     },
     /// Already ended (done, failed or cancelled): acknowledge and skip.
     Finished,
     /// Delivered more often than `max_attempts`: fail it and dead-letter it.
     Exhausted {
+        /// Deliveries it had.
         attempts: i32,
+        /// The last transient error recorded for it.
         last_error: Option<String>,
     },
     /// Cancellation was requested while it was running (the runner that had
@@ -54,10 +60,10 @@ pub async fn claim<C: GenericClient>(
             &[(&job.job_id, Type::UUID)],
         )
         .await?;
-    let status: String = row.get(0);
-    let attempts: i32 = row.get::<_, i32>(1) + 1;
+    let status = status_of(&row, 0);
+    let attempts: i32 = row.get::<_, i32>(1).saturating_add(1);
     let cancel_requested: bool = row.get(2);
-    if matches!(status.as_str(), "done" | "failed" | "cancelled") {
+    if status.is_terminal() {
         return Ok(Claim::Finished);
     }
     if cancel_requested {
@@ -74,7 +80,7 @@ pub async fn claim<C: GenericClient>(
             last_error: row.get(3),
         });
     }
-    let running = if status == "running" {
+    let running = if status == JobStatus::Running {
         None
     } else {
         Some(
@@ -100,8 +106,11 @@ pub async fn claim<C: GenericClient>(
 /// How a job ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// It worked; the handler's result.
     Done(serde_json::Value),
+    /// It failed for good.
     Failed(JobError),
+    /// It was cancelled before it ended.
     Cancelled,
 }
 
@@ -163,28 +172,35 @@ pub fn exhausted_error(attempts: i32, last: Option<&str>) -> JobError {
     }
 }
 
-/// A job as the HTTP API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct JobView {
+/// A job row as its owner may read it.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    /// The job id (UUIDv7).
     pub id: uuid::Uuid,
+    /// Its kind, as submitted.
     pub kind: String,
-    /// `created`, `queued`, `running`, `done`, `failed` or `cancelled`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: JobStatus,
+    /// Last reported progress, if any.
     pub progress: Option<serde_json::Value>,
+    /// The result of a `done` job.
     pub result: Option<serde_json::Value>,
+    /// The error of a `failed` job.
     pub error: Option<serde_json::Value>,
+    /// When it was recorded.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When its row last changed.
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 const VIEW_COLUMNS: &str = "id, kind, status, progress, result, error, created_at, updated_at";
 
-impl JobView {
+impl JobRecord {
     fn from_row(row: &tokio_postgres::Row) -> Self {
         Self {
             id: row.get(0),
             kind: row.get(1),
-            status: row.get(2),
+            status: status_of(row, 2),
             progress: row.get(3),
             result: row.get(4),
             error: row.get(5),
@@ -194,15 +210,11 @@ impl JobView {
     }
 }
 
-/// The statuses a job row can have, for validating filters.
-pub const STATUSES: [&str; 6] = [
-    "created",
-    "queued",
-    "running",
-    "done",
-    "failed",
-    "cancelled",
-];
+/// The status in column `idx`. The column's CHECK constraint allows only
+/// the spellings of [`JobStatus`], so the fallback is never taken.
+fn status_of(row: &tokio_postgres::Row, idx: usize) -> JobStatus {
+    JobStatus::parse(row.get::<_, &str>(idx)).unwrap_or(JobStatus::Failed)
+}
 
 /// Creates a job row before its message is published (`queued`), or to be
 /// run later (`created`, with its args kept until then).
@@ -211,7 +223,7 @@ pub async fn create<C: GenericClient>(
     job_id: uuid::Uuid,
     user: &str,
     kind: sluice_proto::JobKind,
-    status: &str,
+    status: JobStatus,
     args: Option<&str>,
 ) -> Result<(), tokio_postgres::Error> {
     // Typed: one round trip on every submit, no separate prepare.
@@ -222,7 +234,7 @@ pub async fn create<C: GenericClient>(
                 (&job_id, Type::UUID),
                 (&user, Type::TEXT),
                 (&kind.as_str(), Type::TEXT),
-                (&status, Type::TEXT),
+                (&status.as_str(), Type::TEXT),
                 (&args, Type::TEXT),
             ],
         )
@@ -250,30 +262,31 @@ pub async fn get<C: GenericClient>(
     client: &C,
     user: &str,
     job_id: uuid::Uuid,
-) -> Result<Option<JobView>, tokio_postgres::Error> {
+) -> Result<Option<JobRecord>, tokio_postgres::Error> {
     let sql =
         format!("SELECT {VIEW_COLUMNS} FROM jobs WHERE id = $1 AND user_id = $2 AND NOT hidden");
     Ok(client
         .query_opt(&sql, &[&job_id, &user])
         .await?
         .as_ref()
-        .map(JobView::from_row))
+        .map(JobRecord::from_row))
 }
 
 /// The user's visible jobs, newest first, optionally of one status.
 pub async fn list<C: GenericClient>(
     client: &C,
     user: &str,
-    status: Option<&str>,
+    status: Option<JobStatus>,
     limit: i64,
-) -> Result<Vec<JobView>, tokio_postgres::Error> {
+) -> Result<Vec<JobRecord>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {VIEW_COLUMNS} FROM jobs
          WHERE user_id = $1 AND NOT hidden AND ($2::text IS NULL OR status = $2)
          ORDER BY created_at DESC, id DESC LIMIT $3"
     );
+    let status = status.map(JobStatus::as_str);
     let rows = client.query(&sql, &[&user, &status, &limit]).await?;
-    Ok(rows.iter().map(JobView::from_row).collect())
+    Ok(rows.iter().map(JobRecord::from_row).collect())
 }
 
 /// What a cancel request found.
@@ -282,7 +295,7 @@ pub enum CancelOutcome {
     /// No such job for this user (or it was deleted).
     NotFound,
     /// The job had already ended with this status; nothing changed.
-    AlreadyEnded(String),
+    AlreadyEnded(JobStatus),
     /// The job had not started: it is now cancelled; publish this event.
     Cancelled(StoredEvent),
     /// The job is running: its runner must stop it and record `cancelled`.
@@ -304,10 +317,9 @@ pub async fn request_cancel<C: GenericClient>(
     else {
         return Ok(CancelOutcome::NotFound);
     };
-    let status: String = row.get(0);
-    match status.as_str() {
-        "done" | "failed" | "cancelled" => Ok(CancelOutcome::AlreadyEnded(status)),
-        "running" => {
+    match status_of(&row, 0) {
+        status if status.is_terminal() => Ok(CancelOutcome::AlreadyEnded(status)),
+        JobStatus::Running => {
             tx.execute(
                 "UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1",
                 &[&job_id],
@@ -339,12 +351,15 @@ pub async fn hide<C: GenericClient>(
 /// What `POST /v1/jobs/{id}/run` found.
 #[derive(Debug)]
 pub enum RunCheck {
+    /// No such job for this user.
     NotFound,
     /// Not in `created` any more; carries the current status.
-    Conflict(String),
+    Conflict(JobStatus),
     /// Ready to publish; the row is locked until the caller's commit.
     Ready {
+        /// Its kind.
         kind: sluice_proto::JobKind,
+        /// Its args, as submitted.
         args: String,
     },
 }
@@ -365,11 +380,11 @@ pub async fn check_run<C: GenericClient>(
     else {
         return Ok(RunCheck::NotFound);
     };
-    let status: String = row.get(0);
+    let status = status_of(&row, 0);
     let kind = sluice_proto::JobKind::parse(row.get::<_, &str>(1));
     let args: Option<String> = row.get(2);
-    match (status.as_str(), kind, args) {
-        ("created", Some(kind), Some(args)) => Ok(RunCheck::Ready { kind, args }),
+    match (status, kind, args) {
+        (JobStatus::Created, Some(kind), Some(args)) => Ok(RunCheck::Ready { kind, args }),
         _ => Ok(RunCheck::Conflict(status)),
     }
 }

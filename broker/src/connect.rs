@@ -1,0 +1,44 @@
+//! Connecting to RabbitMQ.
+
+use std::time::Duration;
+
+use lapin::{Connection, ConnectionProperties};
+
+/// Longest one attempt at connecting and declaring may take before it is
+/// abandoned and retried (a healthy one takes milliseconds).
+pub const SETUP_ATTEMPT: Duration = Duration::from_secs(5);
+
+/// Whether lapin recovers a lost connection by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// lapin reconnects and re-declares channels, queues and consumers (the
+    /// gateway: its sessions outlive a broker restart).
+    Automatic,
+    /// The connection stays dead; the owner builds its broker side again (the
+    /// runner: a consumer was seen never to resume after lapin's recovery).
+    Manual,
+}
+
+/// Connects once. Callers that must wait for a broker still starting wrap
+/// this, together with their declarations, in a bounded retry.
+pub async fn connect(
+    url: &str,
+    name: &str,
+    recovery: Recovery,
+) -> Result<Connection, lapin::Error> {
+    let mut props = ConnectionProperties::default().with_connection_name(name.into());
+    if recovery == Recovery::Automatic {
+        // lapin's default schedule doubles the wait up to 16 times: after
+        // an 18 s outage its next attempt came ~30 s after the kill, and
+        // the gateway refused submissions all that while. Retry every
+        // 200 ms to 1 s instead, for as long as it takes.
+        props = props
+            .configure_backoff(|b| {
+                b.with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(1))
+                    .with_max_times(usize::MAX)
+            })
+            .enable_auto_recover();
+    }
+    Connection::connect(url, props).await
+}

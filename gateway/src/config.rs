@@ -1,0 +1,293 @@
+//! The gateway's configuration: the sections it owns (`[gateway]`,
+//! `[auth]`), and the shared `[database]`, `[amqp]` and `[log]` sections,
+//! read by `sluice_process::config` and validated here.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sluice_broker::AmqpConfig;
+use sluice_process::{ConfigError, LogConfig};
+use sluice_store::DatabaseConfig;
+
+/// Everything the gateway reads. Sections other binaries own (`[runner]`)
+/// are left to them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// PostgreSQL (the job records and the event log).
+    pub database: DatabaseConfig,
+    /// RabbitMQ.
+    pub amqp: AmqpConfig,
+    /// Token checking.
+    pub auth: AuthConfig,
+    /// Listener and per-session limits.
+    pub gateway: GatewayConfig,
+    /// Log format and filter.
+    pub log: LogConfig,
+}
+
+/// Token checking.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret. The default is for development only and logged as such.
+    pub jwt_secret: String,
+    /// When set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+    /// When non-empty, a browser upgrade whose `Origin` is not listed gets 403.
+    pub allowed_origins: Vec<String>,
+}
+
+/// The development secret; `validate` warns when it is in use.
+pub const DEV_JWT_SECRET: &str = "sluice-development-secret-change-me";
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: DEV_JWT_SECRET.into(),
+            audience: None,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// The gateway's listener and per-session limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Time allowed for the first (`hello`) frame.
+    pub hello_timeout_ms: u64,
+    /// Interval of server Pings; two silent intervals close the session.
+    pub heartbeat_ms: u64,
+    /// Largest accepted message; bigger ones close with 1009.
+    pub max_message_bytes: usize,
+    /// Bad frames in a row before closing with 1008.
+    pub max_bad_frames: u32,
+    /// Frames queued for one session before it is closed with 1013 as too slow.
+    pub outbound_queue: usize,
+    /// Bytes queued for one session before it is closed with 1013 as too slow.
+    pub outbound_queue_bytes: usize,
+    /// Sessions one user may hold on this instance; more close with 1008.
+    pub max_sessions_per_user: usize,
+    /// New WebSocket connections per second allowed per client address
+    /// (after `X-Forwarded-For`); more get HTTP 429. 0 turns the limit off.
+    pub connect_rate_per_address: u32,
+    /// Burst of connections one address may open at once before the rate applies.
+    pub connect_burst_per_address: u32,
+    /// Submits and cancels one session may have under way (awaiting the
+    /// broker or the database); more are answered `overloaded`.
+    pub max_inflight_submits: usize,
+    /// Bytes of the WebSocket read buffer per session (memory per idle session).
+    pub ws_read_buffer_bytes: usize,
+    /// Kernel send buffer of each client socket (SO_SNDBUF); 0 leaves the
+    /// kernel's autotuning (up to 4 MiB per socket on Linux). A bound makes a
+    /// client that stops reading count as slow sooner, and caps kernel memory.
+    pub socket_send_buffer_bytes: usize,
+    /// A socket write blocked longer than this closes the session with 1013.
+    pub write_timeout_ms: u64,
+    /// How long shutdown waits for sessions to close.
+    pub drain_grace_ms: u64,
+    /// On shutdown, sessions close with 1012 at random moments spread over
+    /// this long, so their clients do not all reconnect in the same second.
+    pub drain_spread_ms: u64,
+    /// Name of this instance (its event queue); a random one when unset.
+    pub instance_id: Option<String>,
+    /// Worker threads of the async runtime; 0 means one per core.
+    pub worker_threads: usize,
+    /// Proxies (IP addresses) whose `X-Forwarded-For` is believed for the
+    /// client address in logs; requests from others are taken at face value.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Development mode: serves the demo page (`/demo/`), the browser client
+    /// and `POST /v1/dev/token`, which signs a token for any user. Never in
+    /// production.
+    pub dev_mode: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            hello_timeout_ms: 5_000,
+            heartbeat_ms: 25_000,
+            max_message_bytes: 16 * 1024 * 1024,
+            max_bad_frames: 16,
+            outbound_queue: 4096,
+            outbound_queue_bytes: 1024 * 1024,
+            max_sessions_per_user: 100,
+            connect_rate_per_address: 0,
+            connect_burst_per_address: 50,
+            max_inflight_submits: 64,
+            ws_read_buffer_bytes: 4096,
+            socket_send_buffer_bytes: 0,
+            write_timeout_ms: 10_000,
+            drain_grace_ms: 10_000,
+            drain_spread_ms: 5_000,
+            instance_id: None,
+            worker_threads: 0,
+            trusted_proxies: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            dev_mode: false,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then the file (argument, else `SLUICE_CONFIG`), then
+    /// the environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let config: Config = sluice_process::config::load(file)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads defaults and the file only, ignoring the environment.
+    pub fn load_file(file: &Path) -> Result<Self, ConfigError> {
+        let config: Config = sluice_process::config::load_file(file)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every section the gateway reads; names the bad setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.database.validate()?;
+        self.amqp.validate()?;
+        self.auth.validate()?;
+        self.gateway.validate()?;
+        Ok(())
+    }
+
+    /// True when the development JWT secret is in use (logged loudly).
+    pub fn uses_dev_secret(&self) -> bool {
+        self.auth.jwt_secret == DEV_JWT_SECRET
+    }
+}
+
+impl AuthConfig {
+    /// Checks the section; the error names the bad setting and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.jwt_secret.len() < 16 {
+            return Err(("auth.jwt_secret", "must be at least 16 bytes".into()));
+        }
+        Ok(())
+    }
+}
+
+impl GatewayConfig {
+    /// Checks the section; the error names the bad setting and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let at_least = |setting: &'static str, value: u64, min: u64| {
+            if value < min {
+                Err((setting, format!("must be at least {min}")))
+            } else {
+                Ok(())
+            }
+        };
+        at_least("gateway.heartbeat_ms", self.heartbeat_ms, 100)?;
+        if self.drain_spread_ms > self.drain_grace_ms {
+            return Err((
+                "gateway.drain_spread_ms",
+                "must not exceed gateway.drain_grace_ms".into(),
+            ));
+        }
+        at_least(
+            "gateway.outbound_queue_bytes",
+            self.outbound_queue_bytes as u64,
+            1024,
+        )?;
+        at_least(
+            "gateway.max_sessions_per_user",
+            self.max_sessions_per_user as u64,
+            1,
+        )?;
+        at_least("gateway.outbound_queue", self.outbound_queue as u64, 1)?;
+        // tungstenite reads at most this much per system call; below a few
+        // hundred bytes every frame takes several reads.
+        at_least(
+            "gateway.ws_read_buffer_bytes",
+            self.ws_read_buffer_bytes as u64,
+            256,
+        )?;
+        at_least(
+            "gateway.max_message_bytes",
+            self.max_message_bytes as u64,
+            1024,
+        )?;
+        for (setting, ms) in [
+            ("gateway.hello_timeout_ms", self.hello_timeout_ms),
+            ("gateway.heartbeat_ms", self.heartbeat_ms),
+            ("gateway.write_timeout_ms", self.write_timeout_ms),
+            ("gateway.drain_grace_ms", self.drain_grace_ms),
+        ] {
+            if ms > MAX_DURATION_MS {
+                return Err((setting, format!("must be at most {MAX_DURATION_MS}")));
+            }
+        }
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| ("gateway.listen", format!("not a socket address: {e}")))?;
+        Ok(())
+    }
+}
+
+/// The longest time setting of the gateway accepted: one day, so that no
+/// deadline computed from one can overflow.
+pub const MAX_DURATION_MS: u64 = 86_400_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn read_buffers_and_durations_are_bounded() {
+        let refused = |edit: fn(&mut Config)| {
+            let mut config = Config::default();
+            edit(&mut config);
+            config.validate().unwrap_err().to_string()
+        };
+        assert!(
+            refused(|c| c.gateway.ws_read_buffer_bytes = 0)
+                .contains("gateway.ws_read_buffer_bytes")
+        );
+        assert!(refused(|c| c.gateway.hello_timeout_ms = u64::MAX).contains("hello_timeout_ms"));
+        assert!(refused(|c| c.database.schema = "public".into()).contains("database.schema"));
+        assert!(refused(|c| c.amqp.publish_timeout_ms = 0).contains("amqp.publish_timeout_ms"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn file_then_env_override_and_unknown_keys_fail() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "s.toml",
+                "[gateway]\nlisten = \"127.0.0.1:9000\"\nheartbeat_ms = 1000\n[runner]\nconcurrency = 3\n",
+            )?;
+            jail.set_env("SLUICE_GATEWAY__HEARTBEAT_MS", "2000");
+            jail.set_env("SLUICE_STATE_DIR", "/tmp/ignored");
+            let c = Config::load(Some(Path::new("s.toml"))).unwrap();
+            assert_eq!(c.gateway.listen, "127.0.0.1:9000");
+            assert_eq!(c.gateway.heartbeat_ms, 2000);
+
+            jail.create_file("bad.toml", "[gateway]\nlisen = \"x\"\n")?;
+            let err = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(err.to_string().contains("lisen"), "{err}");
+
+            jail.create_file("section.toml", "[gatway]\nlisten = \"x\"\n")?;
+            let err = Config::load(Some(Path::new("section.toml"))).unwrap_err();
+            assert!(err.to_string().contains("gatway"), "{err}");
+
+            jail.set_env("SLUICE_GATEWAY__OUTBOUND_QUEUE", "0");
+            let err = Config::load(None).unwrap_err();
+            assert!(err.to_string().contains("gateway.outbound_queue"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,15 @@
+//! The shipped example config must load and equal the built-in defaults,
+//! so the file documents exactly what a user gets.
+
+use sluice_jobs::config::Config;
+
+#[test]
+fn example_config_matches_the_runners_defaults() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sluice.example.toml");
+    let loaded = Config::load_file(std::path::Path::new(path)).expect("example config loads");
+    assert_eq!(
+        serde_json::to_value(&loaded).unwrap(),
+        serde_json::to_value(Config::default()).unwrap(),
+        "deploy/sluice.example.toml drifted from the defaults in jobs/src/config.rs"
+    );
+}

@@ -1,0 +1,100 @@
+//! Reading a process's configuration: built-in defaults, then the TOML file
+//! named by `SLUICE_CONFIG` (or given on the command line), then environment
+//! variables `SLUICE_<SECTION>__<KEY>`, later ones winning. For example
+//! `SLUICE_GATEWAY__LISTEN=0.0.0.0:8080`.
+//!
+//! One file serves every binary: each reads the sections it owns and
+//! validates them, and all of them refuse a section nobody owns, so a typo
+//! in a section name is caught at start. Every field is documented in
+//! `deploy/sluice.example.toml` and the README.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, Provider};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "SLUICE_CONFIG";
+/// Prefix of the per-setting environment overrides.
+pub const ENV_PREFIX: &str = "SLUICE_";
+
+/// Every section of the shared file and who owns it: `database` (the store),
+/// `amqp` (the broker), `log` (every process), `auth` and `gateway` (the
+/// gateway), `runner` (the runner).
+pub const SECTIONS: [&str; 6] = ["database", "amqp", "log", "auth", "gateway", "runner"];
+
+/// A configuration that could not be read or makes no sense.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be parsed, or names a
+    /// setting that does not exist.
+    #[error("reading configuration: {0}")]
+    Read(#[from] Box<figment::Error>),
+    /// A section that no Sluice binary reads.
+    #[error(
+        "unknown configuration section `{0}` (known: database, amqp, log, auth, gateway, runner)"
+    )]
+    UnknownSection(String),
+    /// A setting whose value is out of range or inconsistent.
+    #[error("invalid setting `{setting}`: {reason}")]
+    Invalid {
+        /// `section.key` of the bad setting.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl From<(&'static str, String)> for ConfigError {
+    fn from((setting, reason): (&'static str, String)) -> Self {
+        ConfigError::Invalid { setting, reason }
+    }
+}
+
+/// Loads defaults, then the file (argument, else `SLUICE_CONFIG`), then
+/// the environment. The caller validates its sections.
+pub fn load<C: Serialize + DeserializeOwned + Default>(
+    file: Option<&Path>,
+) -> Result<C, ConfigError> {
+    let env_file = std::env::var_os(CONFIG_ENV).map(std::path::PathBuf::from);
+    let file = file.map(Path::to_path_buf).or(env_file);
+    // Only `SLUICE_<SECTION>__<KEY>` variables are settings; the scripts'
+    // own variables (SLUICE_STATE_DIR, ...) are left alone.
+    let figment = figment::<C>(file.as_deref())?.merge(
+        Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains("__"))
+            .split("__"),
+    );
+    extract(figment)
+}
+
+/// Loads defaults and the file only, ignoring the environment.
+pub fn load_file<C: Serialize + DeserializeOwned + Default>(file: &Path) -> Result<C, ConfigError> {
+    extract(figment::<C>(Some(file))?)
+}
+
+fn figment<C: Serialize + Default>(file: Option<&Path>) -> Result<Figment, ConfigError> {
+    let figment = Figment::from(Serialized::defaults(C::default()));
+    let Some(path) = file else {
+        return Ok(figment);
+    };
+    if !path.exists() {
+        return Err(ConfigError::Invalid {
+            setting: CONFIG_ENV,
+            reason: format!("file {} does not exist", path.display()),
+        });
+    }
+    Ok(figment.merge(Toml::file(path)))
+}
+
+fn extract<C: DeserializeOwned>(figment: Figment) -> Result<C, ConfigError> {
+    let data = figment.data().map_err(Box::new)?;
+    for dict in data.values() {
+        if let Some(unknown) = dict.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+            return Err(ConfigError::UnknownSection(unknown.clone()));
+        }
+    }
+    Ok(figment.extract().map_err(Box::new)?)
+}

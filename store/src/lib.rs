@@ -1,0 +1,33 @@
+//! PostgreSQL as Sluice uses it. Every SQL statement of the product lives
+//! in this crate: the pool and its settings, the migrations into Sluice's
+//! own schema, the job repository (the one place a job's status changes),
+//! the event log with its per-user sequence, the outbox of what was
+//! committed but not yet published, and retention.
+//!
+//! Each change is made inside the caller's transaction together with the
+//! event that reports it; publishing is the `sluice-outbox` crate's job.
+
+pub mod config;
+pub mod events;
+pub mod jobs;
+pub mod migrate;
+pub mod outbox;
+pub mod pool;
+pub mod retention;
+pub mod status;
+
+pub use config::DatabaseConfig;
+pub use events::{NewEvent, StoredEvent};
+pub use migrate::migrate;
+pub use pool::{StoreError, check, pool};
+pub use status::JobStatus;
+
+/// Sluice's own tables, which no job may write through the application's
+/// allow-lists.
+pub const OWN_TABLES: [&str; 5] = [
+    "jobs",
+    "events",
+    "user_seq",
+    "job_outbox",
+    "refinery_schema_history",
+];

@@ -1,0 +1,74 @@
+//! The PostgreSQL pool: every connection Sluice opens comes from here, with
+//! its search path set to Sluice's own schema.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::NoTls;
+
+use crate::config::DatabaseConfig;
+
+/// Database failures at this crate's boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `database.url` or the pool settings could not be used.
+    #[error("invalid database settings: {0}")]
+    Config(String),
+    /// No pooled connection within `pool_wait_ms`, or one could not be opened.
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A statement failed.
+    #[error("database error: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    /// Applying the migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+}
+
+/// Builds the pool. Connections open lazily; a PostgreSQL restart is
+/// survived because the pool replaces broken connections.
+///
+/// Every connection's `search_path` is Sluice's schema alone, so Sluice's
+/// unqualified statements can never reach the application's tables of the
+/// same name; application tables are always named with their schema.
+pub fn pool(config: &DatabaseConfig) -> Result<Pool, StoreError> {
+    let mut pg: tokio_postgres::Config = config
+        .url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::Config(format!("database.url: {e}")))?;
+    let search_path = format!("-c search_path={}", config.schema);
+    let options = match pg.get_options() {
+        Some(theirs) if !theirs.is_empty() => format!("{theirs} {search_path}"),
+        _ => search_path,
+    };
+    pg.options(&options);
+    // Verified: a pooled connection is checked with an empty query before
+    // reuse. After a PostgreSQL restart (or a terminated backend) a dead
+    // connection is not yet marked closed; Fast recycling would hand it out
+    // and the next query would fail. One local round trip per checkout.
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.pool_size)
+        .timeouts(Timeouts {
+            wait: Some(config.pool_wait()),
+            create: Some(Duration::from_secs(5)),
+            recycle: Some(Duration::from_secs(5)),
+        })
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Config(e.to_string()))
+}
+
+/// One check that the database answers; callers wait for it at start-up
+/// with bounded patience.
+pub async fn check(pool: &Pool) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client.simple_query("SELECT 1").await?;
+    Ok(())
+}
