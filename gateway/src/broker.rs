@@ -1,56 +1,17 @@
-//! The gateway's two uses of RabbitMQ: publishing jobs (with a confirm
-//! before `accepted`), and consuming this instance's event queue.
+//! Consuming this instance's event queue. (Jobs and events the gateway
+//! commits are published by `sluice_outbox::Publisher`, cancel requests by
+//! `sluice_broker::ControlPublisher`.)
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use lapin::Connection;
-use sluice_broker::{self as amqp, ConfirmChannel, Durability, PublishError, Topology};
+use sluice_broker::{self as amqp, Topology};
 use sluice_proto::EventHead;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::registry::{Delivery, Registry};
-
-/// Publishes job envelopes to the jobs queue.
-pub struct JobPublisher {
-    /// Confirm-mode publishing shared by all sessions; confirms are matched
-    /// per message by lapin.
-    channel: ConfirmChannel,
-    queue: String,
-    timeout: Duration,
-}
-
-impl JobPublisher {
-    /// Opens a confirm channel on `conn` and declares the jobs queue.
-    pub async fn open(
-        conn: &Arc<Connection>,
-        topology: &Topology,
-        timeout: Duration,
-    ) -> Result<Self, lapin::Error> {
-        let declare = conn.create_channel().await?;
-        topology.declare_jobs(&declare).await?;
-        let _ = declare.close(200, "declared".into()).await;
-        Ok(Self {
-            channel: ConfirmChannel::open(conn.clone()).await?,
-            queue: topology.jobs_queue.clone(),
-            timeout,
-        })
-    }
-
-    /// Whether the publishing channel is open (not recovering).
-    pub fn is_ready(&self) -> bool {
-        self.channel.is_ready()
-    }
-
-    /// Publishes one encoded job; `Ok` means the broker has it durably.
-    pub async fn publish(&self, body: &[u8]) -> Result<(), PublishError> {
-        self.channel
-            .publish("", &self.queue, body, Durability::Persistent, self.timeout)
-            .await
-    }
-}
 
 /// Declares this instance's event queue (exclusive, gone with the
 /// connection), binds it to every user's events, and delivers each event to

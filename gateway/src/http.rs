@@ -92,7 +92,7 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let draining = state.shutdown.is_cancelled();
     let broker =
-        state.amqp.status().connected() && state.jobs.is_ready() && state.events.is_ready();
+        state.amqp.status().connected() && state.outbox.is_ready() && state.control.is_ready();
     let database = tokio::time::timeout(Duration::from_secs(1), async {
         let client = state.pool.get().await.ok()?;
         client.simple_query("SELECT 1").await.ok()

@@ -41,8 +41,16 @@ impl From<deadpool_postgres::PoolError> for CommandError {
     }
 }
 
-/// Records the job (`queued`) and publishes it; `Ok` once the broker has it.
-/// If the publish fails the row is removed again: the job never existed.
+/// Records the job (`queued`, with its outbox entry, in one statement) and
+/// publishes it; `Ok` once the job is sure to run.
+///
+/// One writer per fact: the job row and its outbox entry are written
+/// together before anything is published. If the broker does not confirm,
+/// the submission is withdrawn (the row deleted unless a runner already
+/// claimed it) and the client is told `unavailable`: a withdrawn job can
+/// never run, because a runner skips a message without a queued row. If
+/// the withdrawal itself fails, the outbox entry stands and the relay will
+/// publish it, so the submission is accepted. See docs/architecture.md.
 pub async fn submit(
     state: &AppState,
     job_id: Uuid,
@@ -52,15 +60,24 @@ pub async fn submit(
 ) -> Result<(), CommandError> {
     metrics::counter!(m::JOBS_SUBMITTED).increment(1);
     let outcome = async {
+        let body = envelope(job_id, user, kind, args)?;
         let client = state.pool.get().await?;
-        lifecycle::create(&**client, job_id, user, kind, JobStatus::Queued, None).await?;
-        if let Err(e) = publish(state, job_id, user, kind, args).await {
-            if let Err(db) = lifecycle::forget_unpublished(&**client, job_id).await {
-                tracing::warn!(%job_id, error = %db, "could not remove an unpublished job");
+        lifecycle::record_queued(&**client, job_id, user, kind, &body).await?;
+        let Err(refused) = state.outbox.publish_job(&**client, job_id, &body).await else {
+            return Ok(());
+        };
+        match lifecycle::withdraw(&**client, job_id).await {
+            Ok(true) => Err(CommandError::Broker(refused)),
+            Ok(false) => {
+                tracing::info!(%job_id, error = %refused, "no confirm, but a runner already has the job");
+                Ok(())
             }
-            return Err(e);
+            Err(e) => {
+                tracing::warn!(%job_id, publish = %refused, error = %e,
+                    "could not withdraw an unconfirmed job; the outbox relay will publish it");
+                Ok(())
+            }
         }
-        Ok(())
     }
     .await;
     match &outcome {
@@ -84,19 +101,13 @@ pub async fn create(
     args: &RawValue,
 ) -> Result<(), CommandError> {
     let client = state.pool.get().await?;
-    lifecycle::create(
-        &**client,
-        job_id,
-        user,
-        kind,
-        JobStatus::Created,
-        Some(args.get()),
-    )
-    .await?;
+    lifecycle::record_created(&**client, job_id, user, kind, args.get()).await?;
     Ok(())
 }
 
-/// Publishes a `created` job of the user and marks it `queued`.
+/// Queues a `created` job of the user (with its outbox entry, in one
+/// transaction) and publishes it; `Ok` once it is sure to run. An
+/// unconfirmed publish puts it back to `created`, as [`submit`] withdraws.
 pub async fn run_created(state: &AppState, user: &str, job_id: Uuid) -> Result<(), CommandError> {
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
@@ -107,10 +118,21 @@ pub async fn run_created(state: &AppState, user: &str, job_id: Uuid) -> Result<(
     };
     let args = RawValue::from_string(args)
         .map_err(|e| CommandError::Database(format!("stored args do not parse: {e}")))?;
-    publish(state, job_id, user, kind, &args).await?;
-    lifecycle::mark_queued(&*tx, job_id).await?;
+    let body = envelope(job_id, user, kind, &args)?;
+    lifecycle::queue_created(&*tx, job_id, &body).await?;
     tx.commit().await?;
-    Ok(())
+    let Err(refused) = state.outbox.publish_job(&**client, job_id, &body).await else {
+        return Ok(());
+    };
+    match lifecycle::unqueue(&**client, job_id).await {
+        Ok(true) => Err(CommandError::Broker(refused)),
+        Ok(false) => Ok(()),
+        Err(e) => {
+            tracing::warn!(%job_id, publish = %refused, error = %e,
+                "could not put an unconfirmed job back; the outbox relay will publish it");
+            Ok(())
+        }
+    }
 }
 
 /// What a cancel did.
@@ -147,7 +169,7 @@ pub async fn cancel(
         CancelOutcome::AlreadyEnded(status) => Cancelled::AlreadyEnded(status),
         CancelOutcome::Cancelled(event) => {
             // If this publish fails the outbox relay sends the event later.
-            state.events.publish_stored(&**client, &event).await;
+            state.outbox.publish_stored(&**client, &event).await;
             Cancelled::Now
         }
         CancelOutcome::Requested => {
@@ -157,13 +179,14 @@ pub async fn cancel(
     })
 }
 
-async fn publish(
-    state: &AppState,
+/// The job's message body: its envelope, encoded once for the outbox entry
+/// and the publish alike.
+fn envelope(
     job_id: Uuid,
     user: &str,
     kind: JobKind,
     args: &RawValue,
-) -> Result<(), CommandError> {
+) -> Result<Vec<u8>, CommandError> {
     let envelope = JobEnvelope {
         job_id,
         user: user.to_owned(),
@@ -171,8 +194,5 @@ async fn publish(
         args,
         submitted_at_ms: sluice_proto::now_ms(),
     };
-    let body = serde_json::to_vec(&envelope)
-        .map_err(|e| CommandError::Database(format!("encoding job: {e}")))?;
-    state.jobs.publish(&body).await?;
-    Ok(())
+    serde_json::to_vec(&envelope).map_err(|e| CommandError::Database(format!("encoding job: {e}")))
 }

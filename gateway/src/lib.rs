@@ -60,16 +60,15 @@ pub async fn serve(
     let publish_timeout = Duration::from_millis(config.amqp.publish_timeout_ms);
     // Retried whole: a declare racing another client's on a new quorum queue
     // can make RabbitMQ close the connection (see sluice-jobs' start-up).
-    let (conn, jobs, events, control) =
-        sluice_process::retry("broker setup", START_PATIENCE, || async {
-            tokio::time::timeout(
-                amqp::SETUP_ATTEMPT,
-                connect_broker(&config, &topology, publish_timeout),
-            )
-            .await
-            .map_err(|_| anyhow::anyhow!("broker setup took over {:?}", amqp::SETUP_ATTEMPT))?
-        })
-        .await?;
+    let (conn, outbox, control) = sluice_process::retry("broker setup", START_PATIENCE, || async {
+        tokio::time::timeout(
+            amqp::SETUP_ATTEMPT,
+            connect_broker(&config, &topology, publish_timeout),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("broker setup took over {:?}", amqp::SETUP_ATTEMPT))?
+    })
+    .await?;
     let instance = config
         .gateway
         .instance_id
@@ -95,8 +94,7 @@ pub async fn serve(
             gateway.connect_rate_per_address,
             gateway.connect_burst_per_address,
         ),
-        jobs,
-        events,
+        outbox,
         control,
         pool,
         amqp: conn,
@@ -187,17 +185,13 @@ pub async fn serve(
     Ok(())
 }
 
-/// Connects to the broker and opens the gateway's publishers; one attempt.
+/// Connects to the broker, declares what the gateway publishes to and opens
+/// its publishers; one attempt.
 async fn connect_broker(
     config: &Config,
     topology: &Topology,
     publish_timeout: Duration,
-) -> anyhow::Result<(
-    Arc<lapin::Connection>,
-    broker::JobPublisher,
-    Publisher,
-    ControlPublisher,
-)> {
+) -> anyhow::Result<(Arc<lapin::Connection>, Publisher, ControlPublisher)> {
     // One try: the caller retries the whole setup.
     let conn = Arc::new(
         amqp::connect(
@@ -208,12 +202,12 @@ async fn connect_broker(
         .await?,
     );
     let setup = async {
-        let jobs = broker::JobPublisher::open(&conn, topology, publish_timeout).await?;
         let declare = conn.create_channel().await?;
+        topology.declare_jobs(&declare).await?;
         topology.declare_events(&declare).await?;
         topology.declare_control(&declare).await?;
         let _ = declare.close(200, "declared".into()).await;
-        let events = Publisher::new(
+        let outbox = Publisher::new(
             amqp::ConfirmChannel::open(conn.clone()).await?,
             topology,
             publish_timeout,
@@ -223,10 +217,10 @@ async fn connect_broker(
             topology,
             publish_timeout,
         );
-        Ok::<_, lapin::Error>((jobs, events, control))
+        Ok::<_, lapin::Error>((outbox, control))
     };
     match setup.await {
-        Ok((jobs, events, control)) => Ok((conn, jobs, events, control)),
+        Ok((outbox, control)) => Ok((conn, outbox, control)),
         Err(e) => {
             let _ = conn.close(200, "setup failed".into()).await;
             Err(e.into())

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
-use crate::broker::JobPublisher;
 use crate::registry::Registry;
 
 /// Shared by the HTTP handlers and every session; immutable but for the
@@ -25,10 +24,9 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// New connections per client address.
     pub connect_limiter: crate::limits::ConnectLimiter,
-    /// Publishes submitted jobs with a confirm.
-    pub jobs: JobPublisher,
-    /// Publishes events the gateway commits itself (a queued job cancelled).
-    pub events: Publisher,
+    /// Publishes what the gateway commits: submitted jobs, and the event of
+    /// a queued job it cancelled. With a confirm, out of the outbox.
+    pub outbox: Publisher,
     /// Sends cancel requests to the runners.
     pub control: sluice_broker::ControlPublisher,
     /// Reads of the event log (welcome, replay, gap reads).

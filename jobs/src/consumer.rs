@@ -312,6 +312,12 @@ async fn run_job(
             tracing::info!("job already ended; skipping redelivery");
             return Ok(Ended::plain("skipped"));
         }
+        Claim::NotQueued => {
+            tracing::warn!(
+                "no queued job for this message (its submission was withdrawn); skipping"
+            );
+            return Ok(Ended::plain("withdrawn"));
+        }
         Claim::CancelRequested => Outcome::Cancelled,
         Claim::Exhausted {
             attempts,

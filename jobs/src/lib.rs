@@ -187,7 +187,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             pool.clone(),
             publisher.clone(),
             Duration::from_millis(config.runner.relay_interval_ms),
+            config.amqp.publish_timeout(),
             incarnation.clone(),
+            |round| {
+                ::metrics::gauge!(crate::metrics::OUTBOX_BACKLOG, "kind" => "event")
+                    .set(round.events_left as f64);
+                ::metrics::gauge!(crate::metrics::OUTBOX_BACKLOG, "kind" => "job")
+                    .set(round.jobs_left as f64);
+            },
         ));
         tracing::info!(
             queue = %topology.jobs_queue,

@@ -1,21 +1,24 @@
-//! Publishing job events to the events exchange: stored ones after their
-//! commit (taking them out of the outbox), advisory progress as it comes.
+//! Publishing what the store committed: jobs to the jobs queue and stored
+//! events to the events exchange, each taken out of the outbox once the
+//! broker confirmed it; and advisory progress as it comes.
 
 use std::time::Duration;
 
-use sluice_broker::{ConfirmChannel, Durability, Topology};
+use sluice_broker::{ConfirmChannel, Durability, PublishError, Topology};
 use sluice_proto::{EventFrame, EventStatus, Progress, ServerFrame};
 use sluice_store::StoredEvent;
 use sluice_store::outbox;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-/// Sends events to `<prefix>.events`, routed by user id. Every event any
-/// Sluice process publishes goes through one of these.
+/// Sends jobs to `<prefix>.jobs` and events to `<prefix>.events` (routed by
+/// user id). Every job and event any Sluice process publishes goes through
+/// one of these.
 pub struct Publisher {
     /// Confirm-mode publishing shared by every task of the process.
     channel: ConfirmChannel,
     exchange: String,
+    jobs_queue: String,
     timeout: Duration,
 }
 
@@ -25,6 +28,7 @@ impl Publisher {
         Self {
             channel,
             exchange: topology.events_exchange.clone(),
+            jobs_queue: topology.jobs_queue.clone(),
             timeout,
         }
     }
@@ -32,6 +36,32 @@ impl Publisher {
     /// Whether the publishing channel is open (not recovering).
     pub fn is_ready(&self) -> bool {
         self.channel.is_ready()
+    }
+
+    /// Publishes a recorded job (its outbox entry's `body`) as a persistent
+    /// message and, once the broker confirmed it, takes it out of the job
+    /// outbox using the caller's connection. `Ok` means the broker has it.
+    /// If the entry cannot be deleted the relay may publish the job again;
+    /// the claim skips a job that has ended.
+    pub async fn publish_job<C: GenericClient>(
+        &self,
+        client: &C,
+        job_id: Uuid,
+        body: &[u8],
+    ) -> Result<(), PublishError> {
+        self.channel
+            .publish(
+                "",
+                &self.jobs_queue,
+                body,
+                Durability::Persistent,
+                self.timeout,
+            )
+            .await?;
+        if let Err(e) = outbox::mark_job_published(client, job_id).await {
+            tracing::warn!(%job_id, error = %e, "could not take a published job out of the outbox");
+        }
+        Ok(())
     }
 
     /// Publishes a committed event and takes it out of the outbox, using the

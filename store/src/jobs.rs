@@ -23,6 +23,10 @@ pub enum Claim {
     },
     /// Already ended (done, failed or cancelled): acknowledge and skip.
     Finished,
+    /// No queued job of that id and user: its submission was refused and
+    /// withdrawn (the broker took the message after all), or it was put
+    /// back to `created`. Acknowledge and skip; it must never run.
+    NotQueued,
     /// Delivered more often than `max_attempts`: fail it and dead-letter it.
     Exhausted {
         /// Deliveries it had.
@@ -35,8 +39,11 @@ pub enum Claim {
     CancelRequested,
 }
 
-/// Marks the job running (creating its row on first sight) and counts the
-/// attempt. Locks the job row until commit.
+/// Marks a delivered job running and counts the attempt. Locks the job row
+/// until commit. A message whose job row is missing or not queued (a
+/// submission that was refused and withdrawn, or a job put back to
+/// `created`) is not run: every runnable job is recorded before its
+/// message is published.
 pub async fn claim<C: GenericClient>(
     tx: &C,
     job: &OwnedJobEnvelope,
@@ -44,27 +51,24 @@ pub async fn claim<C: GenericClient>(
 ) -> Result<Claim, tokio_postgres::Error> {
     // Typed statements: one round trip each (no separate prepare), which
     // matters when the database's CPUs are busy with the batches themselves.
-    tx.execute_typed(
-        "INSERT INTO jobs (id, user_id, kind, status) VALUES ($1, $2, $3, 'queued')
-         ON CONFLICT (id) DO NOTHING",
-        &[
-            (&job.job_id, Type::UUID),
-            (&job.user, Type::TEXT),
-            (&job.kind.as_str(), Type::TEXT),
-        ],
-    )
-    .await?;
-    let row = tx
-        .query_typed_one(
-            "SELECT status, attempts, cancel_requested, last_error FROM jobs WHERE id = $1 FOR UPDATE",
-            &[(&job.job_id, Type::UUID)],
+    let Some(row) = tx
+        .query_typed_opt(
+            "SELECT status, attempts, cancel_requested, last_error FROM jobs
+             WHERE id = $1 AND user_id = $2 FOR UPDATE",
+            &[(&job.job_id, Type::UUID), (&job.user, Type::TEXT)],
         )
-        .await?;
+        .await?
+    else {
+        return Ok(Claim::NotQueued);
+    };
     let status = status_of(&row, 0);
     let attempts: i32 = row.get::<_, i32>(1).saturating_add(1);
     let cancel_requested: bool = row.get(2);
     if status.is_terminal() {
         return Ok(Claim::Finished);
+    }
+    if status == JobStatus::Created {
+        return Ok(Claim::NotQueued);
     }
     if cancel_requested {
         return Ok(Claim::CancelRequested);
@@ -216,25 +220,51 @@ fn status_of(row: &tokio_postgres::Row, idx: usize) -> JobStatus {
     JobStatus::parse(row.get::<_, &str>(idx)).unwrap_or(JobStatus::Failed)
 }
 
-/// Creates a job row before its message is published (`queued`), or to be
-/// run later (`created`, with its args kept until then).
-pub async fn create<C: GenericClient>(
+/// Records a submitted job as `queued` together with its outbox entry
+/// (`body`, the encoded envelope), in one statement and so one transaction,
+/// before its message is published. From this commit on the job cannot be
+/// lost: if the publisher dies, the relay publishes the entry.
+pub async fn record_queued<C: GenericClient>(
     client: &C,
     job_id: uuid::Uuid,
     user: &str,
     kind: sluice_proto::JobKind,
-    status: JobStatus,
-    args: Option<&str>,
+    body: &[u8],
 ) -> Result<(), tokio_postgres::Error> {
     // Typed: one round trip on every submit, no separate prepare.
     client
         .execute_typed(
-            "INSERT INTO jobs (id, user_id, kind, status, args) VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+            "WITH job AS (
+                 INSERT INTO jobs (id, user_id, kind, status) VALUES ($1, $2, $3, 'queued')
+             )
+             INSERT INTO job_outbox (job_id, body) VALUES ($1, $4)",
             &[
                 (&job_id, Type::UUID),
                 (&user, Type::TEXT),
                 (&kind.as_str(), Type::TEXT),
-                (&status.as_str(), Type::TEXT),
+                (&body, Type::BYTEA),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records a job to be run later (`created`), keeping its args.
+pub async fn record_created<C: GenericClient>(
+    client: &C,
+    job_id: uuid::Uuid,
+    user: &str,
+    kind: sluice_proto::JobKind,
+    args: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute_typed(
+            "INSERT INTO jobs (id, user_id, kind, status, args)
+             VALUES ($1, $2, $3, 'created', $4::text::jsonb)",
+            &[
+                (&job_id, Type::UUID),
+                (&user, Type::TEXT),
+                (&kind.as_str(), Type::TEXT),
                 (&args, Type::TEXT),
             ],
         )
@@ -242,19 +272,24 @@ pub async fn create<C: GenericClient>(
     Ok(())
 }
 
-/// Forgets a job whose message never reached the broker (publish failed),
-/// unless a runner somehow already started it.
-pub async fn forget_unpublished<C: GenericClient>(
+/// Withdraws a submission the broker did not confirm: deletes the job row
+/// (and its outbox entry) if no runner has claimed it. Returns whether it
+/// did; `false` means a runner already holds the job (the broker had the
+/// message after all), so the submission stands.
+///
+/// The claim locks the row and moves it out of `queued`, so a withdrawn job
+/// can never run: a late delivery finds no row.
+pub async fn withdraw<C: GenericClient>(
     client: &C,
     job_id: uuid::Uuid,
-) -> Result<(), tokio_postgres::Error> {
-    client
+) -> Result<bool, tokio_postgres::Error> {
+    let deleted = client
         .execute_typed(
             "DELETE FROM jobs WHERE id = $1 AND status = 'queued' AND attempts = 0",
             &[(&job_id, Type::UUID)],
         )
         .await?;
-    Ok(())
+    Ok(deleted == 1)
 }
 
 /// The user's visible job `job_id`; another user's job is simply not found.
@@ -389,17 +424,40 @@ pub async fn check_run<C: GenericClient>(
     }
 }
 
-/// Marks a locked `created` job as published.
-pub async fn mark_queued<C: GenericClient>(
+/// Queues a locked `created` job (see [`check_run`]) and writes its outbox
+/// entry, in the caller's transaction.
+pub async fn queue_created<C: GenericClient>(
     tx: &C,
     job_id: uuid::Uuid,
+    body: &[u8],
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
-        "UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1",
-        &[&job_id],
+    tx.execute_typed(
+        "WITH job AS (
+             UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1
+         )
+         INSERT INTO job_outbox (job_id, body) VALUES ($1, $2)",
+        &[(&job_id, Type::UUID), (&body, Type::BYTEA)],
     )
     .await?;
     Ok(())
+}
+
+/// Puts a queued job the broker did not confirm back to `created` (and
+/// drops its outbox entry), if no runner has claimed it. Returns whether it
+/// did; `false` means a runner already holds it.
+pub async fn unqueue<C: GenericClient>(
+    client: &C,
+    job_id: uuid::Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let changed = client
+        .execute_typed(
+            "WITH entry AS (DELETE FROM job_outbox WHERE job_id = $1)
+             UPDATE jobs SET status = 'created', updated_at = now()
+             WHERE id = $1 AND status = 'queued' AND attempts = 0",
+            &[(&job_id, Type::UUID)],
+        )
+        .await?;
+    Ok(changed == 1)
 }
 
 /// Records a transient failure of an attempt (best effort, for operators

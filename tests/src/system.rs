@@ -204,6 +204,21 @@ impl System {
             .expect("gateway is running")
     }
 
+    /// Kills gateway `i` with SIGKILL: no drain, no goodbye.
+    pub fn kill_gateway(&mut self, i: usize) {
+        if let Some(mut child) = self.gateways[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts gateway `i` again on its port (after [`System::kill_gateway`])
+    /// and waits until it is ready.
+    pub async fn start_gateway_again(&mut self, i: usize) {
+        self.start_gateway(i);
+        self.wait_ready(i).await;
+    }
+
     /// Waits up to `patience` for the runner to exit; its exit code.
     pub async fn runner_exit(&mut self, patience: Duration) -> Option<i32> {
         wait_exit(&mut self.runner, patience).await
@@ -485,6 +500,58 @@ impl Drop for RestoreServices {
         services(&["start-rabbit"]);
         services(&["start-pg"]);
     }
+}
+
+/// A RabbitMQ memory alarm, raised for real
+/// (`rabbitmqctl set_vm_memory_high_watermark`): the broker stops reading
+/// from every publishing connection, so publishes get no confirm. Cleared
+/// when dropped, even if the test fails half-way.
+pub struct MemoryAlarm;
+
+impl MemoryAlarm {
+    /// Raises the alarm and waits until the broker reports it.
+    pub async fn raise() -> MemoryAlarm {
+        services(&["rabbitmqctl", "set_vm_memory_high_watermark", "0.00001"]);
+        crate::eventually(
+            Duration::from_secs(10),
+            "the memory alarm to be raised",
+            || async { alarm_listed().then_some(()) },
+        )
+        .await;
+        MemoryAlarm
+    }
+
+    /// Clears the alarm (RabbitMQ's default watermark) and waits until the
+    /// broker reports it gone.
+    pub async fn clear(self) {
+        drop(self);
+        crate::eventually(
+            Duration::from_secs(10),
+            "the memory alarm to clear",
+            || async { (!alarm_listed()).then_some(()) },
+        )
+        .await;
+    }
+}
+
+impl Drop for MemoryAlarm {
+    fn drop(&mut self) {
+        services(&["rabbitmqctl", "set_vm_memory_high_watermark", "0.4"]);
+    }
+}
+
+/// Whether the broker lists a memory alarm.
+fn alarm_listed() -> bool {
+    let script = std::env::var("SLUICE_SERVICES_SH").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/services.sh").to_owned()
+    });
+    Command::new("bash")
+        .arg(&script)
+        .args(["rabbitmqctl", "eval", "rabbit_alarm:get_alarms()."])
+        .stdin(Stdio::null())
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).contains("memory"))
+        .unwrap_or(false)
 }
 
 /// The AMQP URL the binaries use (same default, same override).
