@@ -398,17 +398,38 @@ async fn run_workers(
     Ok(merged)
 }
 
-/// Opens, holds and checks this process's share of the sessions.
+/// What every session task of one worker shares: counters, error tallies
+/// and the two latency histograms.
+struct Shared {
+    counters: Counters,
+    errors: Mutex<Errors>,
+    connect_hist: Mutex<hdrhistogram::Histogram<u64>>,
+    ping_hist: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl Shared {
+    fn count(&self, label: String) {
+        if let Ok(mut e) = self.errors.lock() {
+            *e.entry(label).or_default() += 1;
+        }
+    }
+}
+
+/// Opens, holds and checks this process's share of the sessions: ramps
+/// them up at `rate`, holds them once all are open, then checks each with
+/// a final ping and tallies the outcome.
 async fn hold_here(
     args: &HoldArgs,
     report: impl Fn(WorkerLine) + Send + Sync + 'static,
 ) -> anyhow::Result<HoldPart> {
     let report = Arc::new(report);
     let n = args.sessions;
-    let counters = Arc::new(Counters::default());
-    let errors = Arc::new(Mutex::new(Errors::new()));
-    let connect_hist = Arc::new(Mutex::new(histogram()));
-    let ping_hist = Arc::new(Mutex::new(histogram()));
+    let shared = Arc::new(Shared {
+        counters: Counters::default(),
+        errors: Mutex::new(Errors::new()),
+        connect_hist: Mutex::new(histogram()),
+        ping_hist: Mutex::new(histogram()),
+    });
     let (end_tx, end_rx) = watch::channel::<Option<Instant>>(None);
     let target = Arc::new(args.target.clone());
     let sources: Vec<IpAddr> = (0..args.source_addrs.max(1))
@@ -423,14 +444,14 @@ async fn hold_here(
         .collect();
 
     let sampler = {
-        let counters = counters.clone();
+        let shared = shared.clone();
         let report = report.clone();
         tokio::spawn(async move {
             loop {
                 report(WorkerLine::Progress {
-                    open: counters.open.load(Ordering::Relaxed),
-                    opened: counters.opened.load(Ordering::Relaxed),
-                    failed: counters.failed.load(Ordering::Relaxed),
+                    open: shared.counters.open.load(Ordering::Relaxed),
+                    opened: shared.counters.opened.load(Ordering::Relaxed),
+                    failed: shared.counters.failed.load(Ordering::Relaxed),
                 });
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -448,87 +469,19 @@ async fn hold_here(
             format!("lt-{}-h{i}", args.run_id)
         };
         let source = sources[i % sources.len()];
-        let (target, counters, errors) = (target.clone(), counters.clone(), errors.clone());
-        let (connect_hist, ping_hist) = (connect_hist.clone(), ping_hist.clone());
-        let mut end_rx = end_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let count = |label: String| {
-                if let Ok(mut e) = errors.lock() {
-                    *e.entry(label).or_default() += 1;
-                }
-            };
-            let t = Instant::now();
-            let mut session = match target.connect_from(&user, Some(source)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    count(format!("connect: {}", reason(&e)));
-                    return SessionEnd::Failed;
-                }
-            };
-            if let Ok(mut h) = connect_hist.lock() {
-                record(&mut h, t.elapsed().as_micros());
-            }
-            counters.opened.fetch_add(1, Ordering::Relaxed);
-            counters.open.fetch_add(1, Ordering::Relaxed);
-            // Hold: keep reading (so the server's heartbeat pings are
-            // answered) until the end time is known and reached.
-            let end = loop {
-                let end = *end_rx.borrow();
-                let wait_end = async {
-                    match end {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => {
-                            let _ = end_rx.changed().await;
-                        }
-                    }
-                };
-                tokio::select! {
-                    _ = wait_end => {
-                        if end.is_some() { break Ok(()); }
-                    }
-                    frame = session.next(Duration::from_secs(3600)) => {
-                        if let Err(e) = frame { break Err(e); }
-                    }
-                }
-            };
-            if let Err(e) = end {
-                counters.open.fetch_sub(1, Ordering::Relaxed);
-                count(format!("during hold: {}", reason(&e)));
-                return SessionEnd::Dropped;
-            }
-            let t = Instant::now();
-            let answered = async {
-                session.send(&json!({ "type": "ping", "id": 1 })).await?;
-                loop {
-                    if let ServerFrame::Pong { id: 1 } =
-                        session.next(Duration::from_secs(10)).await?
-                    {
-                        return anyhow::Ok(());
-                    }
-                }
-            }
-            .await;
-            counters.open.fetch_sub(1, Ordering::Relaxed);
-            match answered {
-                Ok(()) => {
-                    let us = t.elapsed().as_micros();
-                    if let Ok(mut h) = ping_hist.lock() {
-                        record(&mut h, us);
-                    }
-                    SessionEnd::Alive
-                }
-                Err(e) => {
-                    count(format!("final ping: {}", reason(&e)));
-                    SessionEnd::NotAlive
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(hold_one(
+            target.clone(),
+            user,
+            source,
+            shared.clone(),
+            end_rx.clone(),
+        )));
     }
     // Plateau: every session has connected or failed (connect and hello
     // are each bounded by 10 s).
     let settle_deadline = Instant::now() + Duration::from_secs(30);
-    while counters.opened.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed)
+    while shared.counters.opened.load(Ordering::Relaxed)
+        + shared.counters.failed.load(Ordering::Relaxed)
         < n as u64
         && Instant::now() < settle_deadline
     {
@@ -537,8 +490,99 @@ async fn hold_here(
     let ramp_secs = ramp_start.elapsed().as_secs_f64();
     report(WorkerLine::Plateau);
     let _ = end_tx.send(Some(Instant::now() + Duration::from_secs(args.hold_secs)));
+    let mut part = tally(tasks, &shared, n, ramp_secs).await?;
+    sampler.abort();
+    report(WorkerLine::Progress {
+        open: 0,
+        opened: part.opened,
+        failed: part.failed,
+    });
+    part.errors = shared.errors.lock().map(|e| e.clone()).unwrap_or_default();
+    Ok(part)
+}
+
+/// One session: connect, hold until the end time is known and reached
+/// (reading, so the server's heartbeat pings are answered), then one ping.
+async fn hold_one(
+    target: Arc<Target>,
+    user: String,
+    source: IpAddr,
+    shared: Arc<Shared>,
+    mut end_rx: watch::Receiver<Option<Instant>>,
+) -> SessionEnd {
+    let counters = &shared.counters;
+    let t = Instant::now();
+    let mut session = match target.connect_from(&user, Some(source)).await {
+        Ok(s) => s,
+        Err(e) => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            shared.count(format!("connect: {}", reason(&e)));
+            return SessionEnd::Failed;
+        }
+    };
+    if let Ok(mut h) = shared.connect_hist.lock() {
+        record(&mut h, t.elapsed().as_micros());
+    }
+    counters.opened.fetch_add(1, Ordering::Relaxed);
+    counters.open.fetch_add(1, Ordering::Relaxed);
+    let end = loop {
+        let end = *end_rx.borrow();
+        let wait_end = async {
+            match end {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => {
+                    let _ = end_rx.changed().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = wait_end => {
+                if end.is_some() { break Ok(()); }
+            }
+            frame = session.next(Duration::from_secs(3600)) => {
+                if let Err(e) = frame { break Err(e); }
+            }
+        }
+    };
+    if let Err(e) = end {
+        counters.open.fetch_sub(1, Ordering::Relaxed);
+        shared.count(format!("during hold: {}", reason(&e)));
+        return SessionEnd::Dropped;
+    }
+    let t = Instant::now();
+    let answered = async {
+        session.send(&json!({ "type": "ping", "id": 1 })).await?;
+        loop {
+            if let ServerFrame::Pong { id: 1 } = session.next(Duration::from_secs(10)).await? {
+                return anyhow::Ok(());
+            }
+        }
+    }
+    .await;
+    counters.open.fetch_sub(1, Ordering::Relaxed);
+    match answered {
+        Ok(()) => {
+            if let Ok(mut h) = shared.ping_hist.lock() {
+                record(&mut h, t.elapsed().as_micros());
+            }
+            SessionEnd::Alive
+        }
+        Err(e) => {
+            shared.count(format!("final ping: {}", reason(&e)));
+            SessionEnd::NotAlive
+        }
+    }
+}
+
+/// Waits for every session task and counts how each ended.
+async fn tally(
+    tasks: Vec<tokio::task::JoinHandle<SessionEnd>>,
+    shared: &Shared,
+    requested: usize,
+    ramp_secs: f64,
+) -> anyhow::Result<HoldPart> {
     let mut part = HoldPart {
-        requested: n as u64,
+        requested: requested as u64,
         ramp_secs,
         ..HoldPart::default()
     };
@@ -559,31 +603,15 @@ async fn hold_here(
             }
             Err(e) => {
                 part.failed += 1;
-                if let Ok(mut errs) = errors.lock() {
-                    *errs.entry(format!("session task: {e}")).or_default() += 1;
-                }
+                shared.count(format!("session task: {e}"));
             }
         }
     }
-    sampler.abort();
-    report(WorkerLine::Progress {
-        open: 0,
-        opened: part.opened,
-        failed: part.failed,
-    });
-    part.errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
-    part.connect_hist = encode_histogram(
-        &connect_hist
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_else(|_| histogram()),
-    )?;
-    part.final_ping_hist = encode_histogram(
-        &ping_hist
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_else(|_| histogram()),
-    )?;
+    let copy = |h: &Mutex<hdrhistogram::Histogram<u64>>| {
+        h.lock().map(|h| h.clone()).unwrap_or_else(|_| histogram())
+    };
+    part.connect_hist = encode_histogram(&copy(&shared.connect_hist))?;
+    part.final_ping_hist = encode_histogram(&copy(&shared.ping_hist))?;
     Ok(part)
 }
 
