@@ -5,11 +5,13 @@
 #      missing) and `npm ci` in proto/js (from its package-lock.json)
 #   3. `npm test` in proto/js: generated types and built dist/ up to date,
 #      client unit tests (fake socket)
-#   4. cargo build --workspace --bins (the end-to-end tests run the binaries)
-#   5. cargo nextest run --workspace --no-fail-fast [ARGS...]
+#   4. cargo machete: no crate names a dependency it does not use
+#      (installed with cargo install when missing)
+#   5. cargo build --workspace --bins (the end-to-end tests run the binaries)
+#   6. cargo nextest run --workspace --no-fail-fast [ARGS...]
 #      (cargo test --workspace --no-fail-fast [ARGS...] if nextest is missing)
-# Extra arguments go to the test runner. Exits non-zero if `npm test` or
-# the test runner failed.
+# Extra arguments go to the test runner. Exits non-zero if `npm test`,
+# cargo machete or the test runner failed.
 #
 # Exported for the tests: SLUICE_STATE_DIR, SLUICE_PG_PORT, SLUICE_AMQP_PORT,
 # SLUICE_AMQP_DIST_PORT, SLUICE_PG_FAST, SLUICE_REPO_ROOT,
@@ -49,6 +51,18 @@ log "running: npm test in proto/js (type and dist drift checks, client unit test
 (cd proto/js && npm test) || npm_rc=$?
 log "npm test finished with exit code $npm_rc"
 
+# Unused dependencies fail the run (cargo-machete reads each crate's
+# sources for the crates its manifest names).
+if ! command -v cargo-machete >/dev/null 2>&1; then
+    log "installing cargo-machete (checks for unused dependencies)"
+    cargo install cargo-machete --locked --quiet || log "WARNING: could not install cargo-machete; skipping the unused-dependency check"
+fi
+machete_rc=0
+if command -v cargo-machete >/dev/null 2>&1; then
+    log "running: cargo machete"
+    cargo machete || machete_rc=$?
+fi
+
 log "building workspace binaries"
 phase_start="$(now_s)"
 cargo build --workspace --bins
@@ -64,6 +78,10 @@ else
     cargo test --workspace --no-fail-fast "$@" || rc=$?
 fi
 log "tests finished with exit code $rc in $(elapsed_fmt "$phase_start")s (total $(elapsed_fmt "$TEST_START")s)"
+if (( rc == 0 && machete_rc != 0 )); then
+    log "cargo machete found unused dependencies (exit code $machete_rc)"
+    rc="$machete_rc"
+fi
 if (( rc == 0 && npm_rc != 0 )); then
     log "npm test in proto/js failed (exit code $npm_rc)"
     rc="$npm_rc"

@@ -12,12 +12,16 @@ use crate::headers::PUBLISHED_MS_HEADER;
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("broker error: {0}")]
+    /// The channel or connection failed.
     Broker(#[from] lapin::Error),
     #[error("broker refused the message (nack)")]
+    /// The broker refused the message (nack).
     Nacked,
     #[error("message was unroutable (no queue bound)")]
+    /// No queue was bound to take a mandatory message.
     Unroutable,
     #[error("no confirm from the broker within {0:?}")]
+    /// No confirm came within the timeout.
     Timeout(Duration),
 }
 

@@ -28,10 +28,15 @@ pub const DELIVERY_LIMIT: i32 = 20;
 /// Exchange and queue names derived from the configured prefix.
 #[derive(Debug, Clone)]
 pub struct Topology {
+    /// `<p>.jobs`: the durable quorum queue of jobs.
     pub jobs_queue: String,
+    /// `<p>.events`: the topic exchange of events, keyed by user id.
     pub events_exchange: String,
+    /// `<p>.dlx`: where the jobs queue dead-letters.
     pub dead_exchange: String,
+    /// `<p>.jobs.dead`: the dead-letter queue operators inspect.
     pub dead_queue: String,
+    /// `<p>.control`: the fanout of cancel requests to every runner.
     pub control_exchange: String,
 }
 

@@ -15,7 +15,9 @@ use crate::mailbox::{self, Refused};
 /// bytes shared by every recipient (encoded once, cloned by refcount).
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// The event's seq, job and status, read without decoding the rest.
     pub head: EventHead,
+    /// The exact frame text to send.
     pub frame: Utf8Bytes,
     /// When the runner published it (ms since the epoch); 0 when read back
     /// from the event log. For the delivery latency metric.
@@ -31,7 +33,9 @@ struct Slot {
 /// How much one session's mailbox may hold before it is evicted.
 #[derive(Debug, Clone, Copy)]
 pub struct MailboxLimits {
+    /// Most frames waiting for one session.
     pub frames: usize,
+    /// Most bytes waiting for one session.
     pub bytes: usize,
 }
 

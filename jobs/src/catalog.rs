@@ -24,16 +24,20 @@ pub enum ValueClass {
 /// One column of an allow-listed table.
 #[derive(Debug, Clone)]
 pub struct Column {
+    /// Its name in the catalog.
     pub name: String,
     /// `format_type` spelling, used in the array cast.
     pub sql_type: String,
+    /// How values for it are bound.
     pub class: ValueClass,
 }
 
 /// An allow-listed table as the catalog describes it.
 #[derive(Debug, Clone)]
 pub struct Table {
+    /// The table name (schema `public`).
     pub name: String,
+    /// Its columns, in catalog order.
     pub columns: Vec<Column>,
 }
 

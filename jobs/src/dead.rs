@@ -23,10 +23,14 @@ pub enum DeadCommand {
     /// One line per dead-lettered message.
     List,
     /// Everything about one dead-lettered job (args included).
-    Show { job_id: Uuid },
+    Show {
+        /// The job to show.
+        job_id: Uuid,
+    },
     /// Run a job again: its record is reset to `queued` and it goes back on
     /// the jobs queue (its user gets new events).
     Replay {
+        /// The job to replay.
         job_id: Option<Uuid>,
         /// Replay every dead-lettered job.
         #[arg(long)]
@@ -34,6 +38,7 @@ pub enum DeadCommand {
     },
     /// Drop dead-lettered messages for good.
     Purge {
+        /// The job whose message to purge.
         job_id: Option<Uuid>,
         /// Purge everything, poison messages included.
         #[arg(long)]

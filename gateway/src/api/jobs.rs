@@ -52,6 +52,7 @@ struct CreateWire<'a> {
 /// A job's id and status after a command.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobRef {
+    /// The job id.
     pub id: Uuid,
     /// `created`, `queued`, `running`, `done`, `failed` or `cancelled`.
     pub status: String,
@@ -64,16 +65,24 @@ pub struct JobRef {
 /// A job as stored.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Job {
+    /// The job id (UUIDv7).
     pub id: Uuid,
+    /// Its kind, as submitted.
     pub kind: String,
+    /// `created`, `queued`, `running`, `done`, `failed` or `cancelled`.
     pub status: String,
     #[schema(value_type = Option<Object>)]
+    /// Last reported progress, if any.
     pub progress: Option<serde_json::Value>,
     #[schema(value_type = Option<Object>)]
+    /// The result of a `done` job.
     pub result: Option<serde_json::Value>,
     #[schema(value_type = Option<Object>)]
+    /// The error of a `failed` job.
     pub error: Option<serde_json::Value>,
+    /// When it was recorded.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it last changed.
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -95,6 +104,7 @@ impl From<JobRecord> for Job {
 /// `GET /v1/jobs` answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobList {
+    /// The jobs, newest first.
     pub jobs: Vec<Job>,
 }
 
