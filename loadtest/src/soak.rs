@@ -7,7 +7,8 @@
 //! accepted and refused, terminal events per job (lost: none; duplicated:
 //! more than one), and per-session seq continuity (missing seqs, repeated
 //! seqs). Faults are shell commands run at given seconds after the start
-//! (`--fault "10:bash deploy/services.sh restart-rabbit"`).
+//! (`--fault "10:bash deploy/services.sh restart-rabbit"`). It exits non-zero
+//! when any job was lost or duplicated or any stored event missed or repeated.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -251,6 +252,19 @@ pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<()> {
         }
         None => println!("{json}"),
     }
+    // The soak's verdict is its exit code, so scripts and CI can rely on it.
+    let broken = [
+        ("accepted jobs lost", report.lost),
+        ("jobs with more than one terminal event", report.duplicated),
+        ("stored events sessions never saw", report.events_missing),
+        ("stored events a session saw twice", report.events_repeated),
+    ];
+    let failures: Vec<String> = broken
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{n} {what}"))
+        .collect();
+    anyhow::ensure!(failures.is_empty(), "soak failed: {}", failures.join(", "));
     Ok(())
 }
 
