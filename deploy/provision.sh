@@ -156,22 +156,6 @@ rabbit_ensure_installed() {
     [[ -x "$SLUICE_RABBIT_BIN/rabbitmq-server" ]] || die "$SLUICE_RABBIT_BIN/rabbitmq-server still missing after installing rabbitmq-server"
 }
 
-# Ensure user sluice/sluice, administrator, full permissions on vhost /.
-# Returns 1 if the node cannot be reached with the private env.
-rabbit_ensure_user() {
-    local users
-    users="$(rabbitmqctl_private -q list_users 2>/dev/null)" || return 1
-    if awk -v u="$SLUICE_AMQP_USER" '$1 == u && /administrator/ { found = 1 } END { exit !found }' <<<"$users"; then
-        return 0
-    fi
-    if ! awk -v u="$SLUICE_AMQP_USER" '$1 == u { found = 1 } END { exit !found }' <<<"$users"; then
-        log "RabbitMQ: creating user '${SLUICE_AMQP_USER}'"
-        rabbitmqctl_private -q add_user "$SLUICE_AMQP_USER" "$SLUICE_AMQP_PASSWORD" >/dev/null
-    fi
-    rabbitmqctl_private -q set_permissions -p / "$SLUICE_AMQP_USER" '.*' '.*' '.*' >/dev/null
-    rabbitmqctl_private -q set_user_tags "$SLUICE_AMQP_USER" administrator >/dev/null
-}
-
 provision_rabbitmq() {
     rabbit_ensure_installed
 
