@@ -1,21 +1,10 @@
 //! JWT (HS256) verification, and minting for the `token` subcommand.
 
 use crate::config::AuthConfig;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sluice_proto::MAX_USER_BYTES;
 
-/// The claims Sluice reads.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    /// The user id; every event of this user's jobs goes to this user only.
-    pub sub: String,
-    /// Expiry, seconds since the epoch.
-    pub exp: u64,
-    /// Audience, checked when configured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
-}
+pub use sluice_proto::Claims;
 
 /// Why a token was refused; the reason text goes into the 1008 close frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,21 +75,18 @@ pub fn bearer(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Signs a token for `user` valid for `ttl_secs` (the `token` subcommand and tests).
+/// Signs a token for `user` valid for `ttl_secs` with the configured secret
+/// and audience (the `token` subcommand and the development token endpoint).
 pub fn mint(
     config: &AuthConfig,
     user: &str,
     ttl_secs: u64,
-) -> Result<String, jsonwebtoken::errors::Error> {
-    let claims = Claims {
-        sub: user.to_owned(),
-        exp: sluice_proto::now_ms() / 1000 + ttl_secs,
-        aud: config.audience.clone(),
-    };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(config.jwt_secret.as_bytes()),
+) -> Result<String, sluice_proto::MintError> {
+    sluice_proto::mint(
+        config.jwt_secret.as_bytes(),
+        user,
+        i64::try_from(ttl_secs).unwrap_or(i64::MAX),
+        config.audience.as_deref(),
     )
 }
 
@@ -136,16 +122,8 @@ mod tests {
     fn expiry_and_audience_are_checked() {
         let cfg = config(Some("sluice"));
         let v = Verifier::new(&cfg);
-        let expired = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &Claims {
-                sub: "a".into(),
-                exp: 1,
-                aud: Some("sluice".into()),
-            },
-            &EncodingKey::from_secret(cfg.jwt_secret.as_bytes()),
-        )
-        .unwrap();
+        let expired =
+            sluice_proto::mint(cfg.jwt_secret.as_bytes(), "a", -3600, Some("sluice")).unwrap();
         assert_eq!(v.verify(&expired).unwrap_err(), AuthError::Expired);
         let wrong_aud = mint(&config(Some("other")), "a", 60).unwrap();
         assert_eq!(v.verify(&wrong_aud).unwrap_err(), AuthError::Audience);

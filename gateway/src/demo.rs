@@ -81,7 +81,7 @@ async fn dev_token(
     let Ok(Json(request)) = body else {
         return crate::http::error_response(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            sluice_proto::ErrorCode::BadRequest,
             "expected {\"user\": \"<id>\"}",
         )
         .into_response();
@@ -90,7 +90,7 @@ async fn dev_token(
     if user.is_empty() || user.len() > MAX_USER_BYTES {
         return crate::http::error_response(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            sluice_proto::ErrorCode::BadRequest,
             "user must be 1 to 200 bytes",
         )
         .into_response();
@@ -103,7 +103,7 @@ async fn dev_token(
         }
         Err(e) => crate::http::error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            sluice_proto::ErrorCode::Internal,
             &format!("signing failed: {e}"),
         )
         .into_response(),

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
+use sluice_proto::ErrorCode;
 
 use crate::api::error::ApiError;
 use crate::state::AppState;
@@ -69,10 +70,10 @@ async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError 
 }
 
 /// `{"error": {"code", "message"}}` with `status`.
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> impl IntoResponse {
+pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> impl IntoResponse {
     (
         status,
-        Json(json!({ "error": { "code": code, "message": message } })),
+        Json(json!({ "error": { "code": code.as_str(), "message": message } })),
     )
 }
 

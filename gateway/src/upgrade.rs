@@ -75,7 +75,7 @@ pub async fn ws_upgrade(
     if !state.connect_limiter.allow(client) {
         return crate::http::error_response(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            sluice_proto::ErrorCode::RateLimited,
             "too many new connections from this address",
         )
         .into_response();
@@ -160,7 +160,8 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 }
 
 fn refuse(status: StatusCode, message: &'static str) -> Response {
-    crate::http::error_response(status, "bad_request", message).into_response()
+    crate::http::error_response(status, sluice_proto::ErrorCode::BadRequest, message)
+        .into_response()
 }
 
 #[cfg(test)]

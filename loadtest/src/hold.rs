@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use sluice_proto::ServerFrame;
+use sluice_proto::{OutgoingFrame, ServerFrame};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -551,7 +550,7 @@ async fn hold_one(
     }
     let t = Instant::now();
     let answered = async {
-        session.send(&json!({ "type": "ping", "id": 1 })).await?;
+        session.send(&OutgoingFrame::Ping { id: 1 }).await?;
         loop {
             if let ServerFrame::Pong { id: 1 } = session.next(Duration::from_secs(10)).await? {
                 return anyhow::Ok(());

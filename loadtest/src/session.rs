@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use sluice_proto::ServerFrame;
+use sluice_proto::{OutgoingFrame, Resume, ServerFrame};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -41,14 +41,11 @@ fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
 impl Target {
     /// A token for `user`, valid for a day.
     pub(crate) fn token(&self, user: &str) -> anyhow::Result<String> {
-        let exp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-            + 86_400;
-        Ok(jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &serde_json::json!({ "sub": user, "exp": exp }),
-            &jsonwebtoken::EncodingKey::from_secret(self.secret.as_bytes()),
+        Ok(sluice_proto::mint(
+            self.secret.as_bytes(),
+            user,
+            86_400,
+            None,
         )?)
     }
 
@@ -80,10 +77,13 @@ impl Target {
             .await
             .context("connect timed out")??;
         let mut session = Session { ws };
-        let mut hello = serde_json::json!({ "type": "hello", "token": self.token(user)? });
-        if let Some(after) = resume {
-            hello["resume"] = serde_json::json!({ "session": "loadtest", "after": after });
-        }
+        let hello = OutgoingFrame::Hello {
+            token: Some(self.token(user)?),
+            resume: resume.map(|after| Resume {
+                session: Some("loadtest".into()),
+                after,
+            }),
+        };
         session.send(&hello).await?;
         match session.next(Duration::from_secs(10)).await? {
             welcome @ ServerFrame::Welcome { .. } => Ok((session, welcome)),
@@ -130,8 +130,8 @@ impl Target {
 
 impl Session {
     /// Sends one JSON frame.
-    pub(crate) async fn send(&mut self, frame: &serde_json::Value) -> anyhow::Result<()> {
-        self.send_text(frame.to_string()).await
+    pub(crate) async fn send(&mut self, frame: &OutgoingFrame) -> anyhow::Result<()> {
+        self.send_text(frame.encode()).await
     }
 
     /// Sends one text frame as it is.

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
-use sluice_proto::{EventStatus, ServerFrame};
+use sluice_proto::job::SleepArgs as SleepJobArgs;
+use sluice_proto::{EventStatus, JobRequest, OutgoingFrame, ServerFrame};
 use tokio::time::Instant;
 
 use crate::ping::{connect_many, join_pingers, spawn_pingers};
@@ -93,10 +93,10 @@ async fn submitter(
 ) -> SubmitterOutcome {
     let mut out = SubmitterOutcome::default();
     for j in 0..count {
-        let frame = json!({
-            "type": "submit", "ref": format!("s{index}-{j}"),
-            "job": { "kind": "sleep", "args": { "ms": ms } }
-        });
+        let frame = OutgoingFrame::Submit {
+            reference: format!("s{index}-{j}"),
+            job: JobRequest::Sleep(SleepJobArgs { ms }),
+        };
         out.submitted += 1;
         if let Err(e) = session.send(&frame).await {
             *out.errors

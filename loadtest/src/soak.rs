@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use serde_json::json;
-use sluice_proto::{EventStatus, ServerFrame};
+use sluice_proto::job::SleepArgs;
+use sluice_proto::{EventStatus, JobRequest, OutgoingFrame, ServerFrame};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -321,7 +321,10 @@ async fn session_loop(
         if awaiting.is_none() && now >= next_submit && now < submit_until {
             n += 1;
             let reference = format!("s{n}");
-            let frame = json!({ "type": "submit", "ref": reference, "job": { "kind": "sleep", "args": { "ms": job_ms } } });
+            let frame = OutgoingFrame::Submit {
+                reference: reference.clone(),
+                job: JobRequest::Sleep(SleepArgs { ms: job_ms }),
+            };
             if s.send(&frame).await.is_err() {
                 session = None;
                 continue;

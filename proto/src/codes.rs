@@ -1,5 +1,5 @@
 //! Machine-readable error codes shared by WebSocket `error` frames, HTTP
-//! error bodies and job `error` objects.
+//! error bodies and job `error` objects: one table for every front door.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,16 @@ pub enum ErrorCode {
     Cancelled,
     /// A fault inside Sluice; logged on the server.
     Internal,
+    /// HTTP only: a missing or invalid bearer token (401).
+    Unauthorized,
+    /// HTTP only: the job is not in a state that allows this (409).
+    Conflict,
+    /// HTTP only: a request body over `gateway.max_message_bytes` (413).
+    TooLarge,
+    /// HTTP only: too many new connections from one address (429).
+    RateLimited,
+    /// HTTP only: no such route (404).
+    NoRoute,
 }
 
 impl ErrorCode {
@@ -44,8 +54,32 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::NoRoute => "no_route",
         }
     }
+
+    /// Every code, for tables and tests.
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownKind,
+        ErrorCode::BadArgs,
+        ErrorCode::BadId,
+        ErrorCode::NotFound,
+        ErrorCode::Unavailable,
+        ErrorCode::Overloaded,
+        ErrorCode::Timeout,
+        ErrorCode::Cancelled,
+        ErrorCode::Internal,
+        ErrorCode::Unauthorized,
+        ErrorCode::Conflict,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::NoRoute,
+    ];
 }
 
 #[cfg(test)]
@@ -54,18 +88,7 @@ mod tests {
 
     #[test]
     fn as_str_matches_serde_spelling() {
-        for code in [
-            ErrorCode::BadRequest,
-            ErrorCode::UnknownKind,
-            ErrorCode::BadArgs,
-            ErrorCode::BadId,
-            ErrorCode::NotFound,
-            ErrorCode::Unavailable,
-            ErrorCode::Overloaded,
-            ErrorCode::Timeout,
-            ErrorCode::Cancelled,
-            ErrorCode::Internal,
-        ] {
+        for code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

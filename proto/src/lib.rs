@@ -5,15 +5,18 @@
 //! The contract itself is described in `docs/protocol.md`.
 
 pub mod client;
+pub mod close;
 pub mod codes;
 pub mod event;
 pub mod job;
 pub mod server;
+pub mod token;
 
 #[cfg(test)]
 mod schema;
 
 pub use client::{ClientFrame, DecodeError, Hello, OutgoingFrame, Resume, Submit};
+pub use close::CloseCode;
 pub use codes::ErrorCode;
 pub use event::{EventFrame, EventHead, EventStatus, JobError, Progress};
 pub use job::{
@@ -21,6 +24,7 @@ pub use job::{
     OwnedJobEnvelope,
 };
 pub use server::ServerFrame;
+pub use token::{Claims, MintError, mint};
 
 /// Longest `ref` a client may attach to a `submit` (PROTOCOL.md: 64 chars).
 pub const MAX_REF_CHARS: usize = 64;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use sluice_proto::{EventStatus, ServerFrame};
+use sluice_proto::{EventStatus, OutgoingFrame, Resume, ServerFrame};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -54,19 +54,18 @@ impl Client {
 
     /// Connects and completes `hello`; returns the client and its `welcome`.
     pub async fn hello(url: &str, token: &str) -> (Client, ServerFrame) {
-        Self::hello_with(url, json!({ "type": "hello", "token": token })).await
+        Self::hello_with(url, hello(token, None)).await
     }
 
     /// Connects and sends `hello` with `resume.after`; returns the `welcome`.
     pub async fn connect_and_resume(url: &str, token: &str, after: u64) -> (Client, ServerFrame) {
-        let hello = json!({ "type": "hello", "token": token, "resume": { "session": "s", "after": after } });
-        Self::hello_with(url, hello).await
+        Self::hello_with(url, hello(token, Some(after))).await
     }
 
     /// Connects, sends `hello`, and expects a `welcome` back.
-    async fn hello_with(url: &str, hello: Value) -> (Client, ServerFrame) {
+    async fn hello_with(url: &str, hello: OutgoingFrame) -> (Client, ServerFrame) {
         let mut client = Self::connect(url).await;
-        client.send(hello).await;
+        client.send_frame(&hello).await;
         let welcome = client.next_frame().await;
         assert!(
             matches!(welcome, ServerFrame::Welcome { .. }),
@@ -75,7 +74,21 @@ impl Client {
         (client, welcome)
     }
 
-    /// Sends a JSON value as a text frame.
+    /// Sends a frame built from the protocol's own types.
+    pub async fn send_frame(&mut self, frame: &OutgoingFrame) {
+        self.send_text(frame.encode()).await;
+    }
+
+    /// Sends `cancel` for `job_id`.
+    pub async fn cancel(&mut self, job_id: Uuid) {
+        self.send_frame(&OutgoingFrame::Cancel {
+            job_id: job_id.to_string(),
+        })
+        .await;
+    }
+
+    /// Sends a JSON value as a text frame (for frames the protocol's types
+    /// cannot express: unknown kinds, malformed or hostile input).
     pub async fn send(&mut self, frame: Value) {
         self.send_text(frame.to_string()).await;
     }
@@ -159,7 +172,7 @@ impl Client {
     /// returns the round trip.
     pub async fn ping(&mut self, id: u64) -> Duration {
         let start = tokio::time::Instant::now();
-        self.send(json!({ "type": "ping", "id": id })).await;
+        self.send_frame(&OutgoingFrame::Ping { id }).await;
         loop {
             if let ServerFrame::Pong { id: got } = self.next_frame().await {
                 assert_eq!(got, id, "pong id");
@@ -219,5 +232,16 @@ impl Client {
             .filter(|e| e.status != EventStatus::Progress)
             .map(|e| e.status)
             .collect()
+    }
+}
+
+/// A `hello` with `token`, resuming after `after` when given.
+pub fn hello(token: &str, after: Option<u64>) -> OutgoingFrame {
+    OutgoingFrame::Hello {
+        token: Some(token.to_owned()),
+        resume: after.map(|after| Resume {
+            session: Some("s".into()),
+            after,
+        }),
     }
 }

@@ -24,20 +24,7 @@ pub fn token(user: &str) -> String {
 /// A token for `user` with the given lifetime (negative: already expired)
 /// and audience.
 pub fn token_with(user: &str, ttl_secs: i64, aud: Option<&str>) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let mut claims = serde_json::json!({ "sub": user, "exp": now + ttl_secs });
-    if let Some(aud) = aud {
-        claims["aud"] = aud.into();
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
-    )
-    .expect("signing a test token")
+    sluice_proto::mint(TEST_SECRET.as_bytes(), user, ttl_secs, aud).expect("signing a test token")
 }
 
 /// A user id unique to this test run, so tests never see each other's events.

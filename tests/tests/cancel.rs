@@ -41,9 +41,7 @@ async fn a_cancelled_queued_job_never_runs() {
     let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("cq"))).await;
     let job = client.submit("q", "sleep", json!({ "ms": 100 })).await;
     let started = Instant::now();
-    client
-        .send(json!({ "type": "cancel", "job_id": job }))
-        .await;
+    client.cancel(job).await;
     let events = client.events_until_terminal(job).await;
     let latency = started.elapsed();
     assert_eq!(Client::statuses(&events), [EventStatus::Cancelled]);
@@ -81,9 +79,7 @@ async fn a_running_job_stops_within_a_second_and_frees_its_backend() {
         )
         .await;
         let started = Instant::now();
-        client
-            .send(json!({ "type": "cancel", "job_id": job }))
-            .await;
+        client.cancel(job).await;
         let events = client.events_until_terminal(job).await;
         let latency = started.elapsed();
         assert_eq!(
@@ -109,9 +105,7 @@ async fn a_running_job_stops_within_a_second_and_frees_its_backend() {
     );
 
     // Cancelling an ended job, an unknown one, or garbage is refused.
-    client
-        .send(json!({ "type": "cancel", "job_id": uuid::Uuid::now_v7() }))
-        .await;
+    client.cancel(uuid::Uuid::now_v7()).await;
     match client.next_frame().await {
         ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::NotFound),
         other => panic!("{other:?}"),
@@ -198,9 +192,7 @@ async fn a_flood_of_cancels_is_capped_per_session() {
             .await;
     let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("cf"))).await;
     for _ in 0..20 {
-        client
-            .send(json!({ "type": "cancel", "job_id": uuid::Uuid::now_v7() }))
-            .await;
+        client.cancel(uuid::Uuid::now_v7()).await;
     }
     let (mut overloaded, mut not_found) = (0, 0);
     for _ in 0..20 {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sluice_proto::EventStatus;
+use sluice_tests::client::hello;
 use sluice_tests::system::{RestoreServices, services};
 use sluice_tests::{Client, System, SystemOptions, eventually, token, unique_user};
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -34,13 +35,9 @@ async fn non_reader(
     let (mut ws, _) = tokio_tungstenite::client_async(url.into_client_request().unwrap(), stream)
         .await
         .unwrap();
-    ws.send(Message::Text(
-        json!({ "type": "hello", "token": token })
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
+    ws.send(Message::Text(hello(token, None).encode().into()))
+        .await
+        .unwrap();
     match ws.next().await {
         Some(Ok(Message::Text(t))) => assert!(t.contains("welcome"), "{t}"),
         other => panic!("expected welcome, got {other:?}"),
@@ -217,9 +214,7 @@ async fn session_caps_and_connection_rates_are_enforced() {
     let (_a, _) = Client::hello(&system.ws_url(), &token(&user)).await;
     let (_b, _) = Client::hello(&system.ws_url(), &token(&user)).await;
     let mut third = Client::connect(&system.ws_url()).await;
-    third
-        .send(json!({ "type": "hello", "token": token(&user) }))
-        .await;
+    third.send_frame(&hello(&token(&user), None)).await;
     assert_eq!(
         third.expect_close().await,
         Some(1008),
@@ -268,8 +263,7 @@ async fn with_postgres_down_requests_fail_fast_and_recover() {
     })
     .await;
     let mut new = Client::connect(&system.ws_url()).await;
-    new.send(json!({ "type": "hello", "token": token(&user) }))
-        .await;
+    new.send_frame(&hello(&token(&user), None)).await;
     assert_eq!(
         new.expect_close().await,
         Some(1013),

@@ -1,7 +1,7 @@
 //! User A cannot see, run, cancel or delete user B's job by any route.
 
 use serde_json::{Value, json};
-use sluice_proto::{ErrorCode, ServerFrame};
+use sluice_proto::{ErrorCode, OutgoingFrame, ServerFrame};
 use sluice_tests::system::db;
 use sluice_tests::{Client, System, SystemOptions, token, unique_user};
 
@@ -72,7 +72,8 @@ async fn another_users_job_is_invisible_and_untouchable() {
     assert_eq!(list["jobs"], json!([]));
 
     let (mut ws, _) = Client::hello(&system.ws_url(), &token(&intruder)).await;
-    ws.send(json!({ "type": "cancel", "job_id": id })).await;
+    ws.send_frame(&OutgoingFrame::Cancel { job_id: id.clone() })
+        .await;
     match ws.next_frame().await {
         ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::NotFound),
         other => panic!("{other:?}"),

@@ -1,7 +1,7 @@
 //! `allowed_origins` refuses foreign browser upgrades with 403, and a
 //! configured audience is required in tokens.
 
-use serde_json::json;
+use sluice_tests::client::hello;
 use sluice_tests::{Client, System, SystemOptions, token_with, unique_user};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
@@ -24,9 +24,7 @@ async fn foreign_origins_get_403_before_upgrade() {
         let mut client = Client::connect_with(&url, &headers)
             .await
             .expect("allowed upgrade");
-        client
-            .send(json!({ "type": "hello", "token": token }))
-            .await;
+        client.send_frame(&hello(&token, None)).await;
         assert!(matches!(
             client.next_frame().await,
             sluice_proto::ServerFrame::Welcome { .. }
@@ -46,7 +44,7 @@ async fn a_configured_audience_is_required() {
     ] {
         let mut client = Client::connect(&system.ws_url()).await;
         client
-            .send(json!({ "type": "hello", "token": token_with(&user, 60, aud) }))
+            .send_frame(&hello(&token_with(&user, 60, aud), None))
             .await;
         if welcomed {
             assert!(

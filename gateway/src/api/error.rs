@@ -6,6 +6,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use sluice_proto::ErrorCode;
 use utoipa::ToSchema;
 
 use crate::jobs::CommandError;
@@ -13,24 +14,34 @@ use crate::jobs::CommandError;
 /// An HTTP API failure, by what the client should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// 401: no valid bearer token.
     #[error("{0}")]
     Unauthorized(String),
+    /// 400: an id that is not a UUID.
     #[error("`{0}` is not a job id (a UUID)")]
     BadId(String),
+    /// 400: a body or query that does not parse.
     #[error("{0}")]
     BadRequest(String),
+    /// 400: a job kind this deployment does not run.
     #[error("unknown job kind `{0}`")]
     UnknownKind(String),
+    /// 400: args of the wrong shape for the kind.
     #[error("{0}")]
     BadArgs(String),
+    /// 404: no such job of this user.
     #[error("job not found")]
     NotFound,
+    /// 409: the job is not in a state that allows this.
     #[error("job is already {0}")]
     Conflict(String),
+    /// 413: a body over `max_message_bytes`.
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// 503: the broker or the database is unavailable.
     #[error("{0}")]
     Unavailable(String),
+    /// 404: no such route.
     #[error("no route {0}")]
     NoRoute(String),
 }
@@ -38,6 +49,7 @@ pub enum ApiError {
 /// The JSON error body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
 }
 
@@ -51,18 +63,19 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The HTTP status and the code from the one table of error codes.
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::BadId(_) => (StatusCode::BAD_REQUEST, "bad_id"),
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::UnknownKind(_) => (StatusCode::BAD_REQUEST, "unknown_kind"),
-            ApiError::BadArgs(_) => (StatusCode::BAD_REQUEST, "bad_args"),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, "no_route"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            ApiError::BadId(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadId),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            ApiError::UnknownKind(_) => (StatusCode::BAD_REQUEST, ErrorCode::UnknownKind),
+            ApiError::BadArgs(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadArgs),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, ErrorCode::NoRoute),
         }
     }
 }
@@ -97,7 +110,7 @@ impl IntoResponse for ApiError {
         }
         let body = ErrorBody {
             error: ErrorDetail {
-                code: code.to_owned(),
+                code: code.as_str().to_owned(),
                 message: self.to_string(),
             },
         };

@@ -10,6 +10,8 @@ use sluice_store::events;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use sluice_proto::CloseCode;
+
 use super::{End, HeaderAuth, Session, read_error};
 use crate::auth::{AuthError, Claims};
 use crate::session::sequencer::Sequencer;
@@ -32,27 +34,30 @@ where
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
-                .map_err(|_| End::close(1008, "no hello in time"))?;
+                .map_err(|_| End::close(CloseCode::Policy, "no hello in time"))?;
             let text = match next {
                 None => return Err(End::Gone),
                 Some(Err(e)) => return Err(read_error(e)),
                 Some(Ok(Message::Text(text))) => text,
                 Some(Ok(Message::Binary(_))) => {
-                    return Err(End::close(1003, "binary frames are not accepted"));
+                    return Err(End::close(
+                        CloseCode::Unsupported,
+                        "binary frames are not accepted",
+                    ));
                 }
                 Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
                 Some(Ok(_)) => continue, // control frames before hello
             };
             let hello = match ClientFrame::decode(&text) {
                 Ok(ClientFrame::Hello(hello)) => hello,
-                _ => return Err(End::close(1008, "first frame must be hello")),
+                _ => return Err(End::close(CloseCode::Policy, "first frame must be hello")),
             };
             let claims = match (hello.token, header_auth) {
                 (Some(token), _) => self.state.verifier.verify(&token),
                 (None, Some(from_header)) => from_header,
                 (None, None) => Err(AuthError::Missing),
             }
-            .map_err(|e| End::close(1008, e.to_string()))?;
+            .map_err(|e| End::close(CloseCode::Policy, e.to_string()))?;
             return Ok((claims, hello.resume));
         }
     }
@@ -62,7 +67,10 @@ where
     pub(super) async fn welcome(&mut self, resume: Option<Resume>) -> Result<Sequencer, End> {
         let unavailable = |e: &dyn std::fmt::Display| {
             tracing::warn!(error = %e, "database unavailable at hello");
-            End::close(1013, "database unavailable, try again later")
+            End::close(
+                CloseCode::TryAgainLater,
+                "database unavailable, try again later",
+            )
         };
         let state = self.state.clone();
         let client = state.pool.get().await.map_err(|e| unavailable(&e))?;

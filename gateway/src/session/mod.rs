@@ -19,12 +19,13 @@ use crate::metrics as m;
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use sluice_proto::CloseCode;
 use sluice_proto::{ClientFrame, ErrorCode, EventHead, ServerFrame, Submit};
 use sluice_store::events;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WireCloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -42,7 +43,7 @@ const GAP_WAIT: Duration = Duration::from_millis(300);
 #[derive(Debug)]
 pub(crate) enum End {
     /// Send a close frame with this code and reason.
-    Close(u16, Cow<'static, str>),
+    Close(CloseCode, Cow<'static, str>),
     /// The client sent a close frame: complete the closing handshake.
     ClientClosed,
     /// The peer is gone (reset, vanished); nothing left to send.
@@ -50,7 +51,7 @@ pub(crate) enum End {
 }
 
 impl End {
-    fn close(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
+    fn close(code: CloseCode, reason: impl Into<Cow<'static, str>>) -> Self {
         End::Close(code, reason.into())
     }
 }
@@ -113,7 +114,7 @@ where
         let end = session.lifecycle(header_auth).await;
         tracing::debug!(?end, "session ended");
         let code = match &end {
-            End::Close(code, _) => code.to_string(),
+            End::Close(code, _) => code.code().to_string(),
             End::ClientClosed => "client".to_owned(),
             End::Gone => "gone".to_owned(),
         };
@@ -161,7 +162,7 @@ where
         // Register before reading the database, so that no event committed
         // in between is missed: it is either read back or waiting in the inbox.
         let Ok((_registration, inbox)) = self.state.registry.register(self.user.clone()) else {
-            return End::close(1008, "too many sessions for this user");
+            return End::close(CloseCode::Policy, "too many sessions for this user");
         };
         // Boxed: the database reads make its future large, and an idle
         // session should not carry that space for its whole life.
@@ -195,7 +196,7 @@ where
                     drain_at = Some(Instant::now() + delay);
                     Ok(())
                 }
-                _ = sleep_until(close_due) => Err(End::close(1012, "server restarting")),
+                _ = sleep_until(close_due) => Err(End::close(CloseCode::Restarting, "server restarting")),
                 Ok(()) = reconnects.changed() => {
                     self.catch_up();
                     Ok(())
@@ -210,13 +211,13 @@ where
                         self.seq.push(delivery, &mut out);
                         self.send_released(out).await
                     }
-                    None => Err(End::close(1013, "too slow: event queue overflowed")),
+                    None => Err(End::close(CloseCode::TryAgainLater, "too slow: event queue overflowed")),
                 },
                 Some(done) = self.tasks.next(), if !self.tasks.is_empty() => match done {
                     Ok(done) => Box::pin(self.on_task(done)).await,
                     Err(e) => {
                         tracing::error!(error = %e, "session task failed");
-                        Err(End::close(1011, "internal error"))
+                        Err(End::close(CloseCode::Internal, "internal error"))
                     }
                 },
                 _ = heartbeat.tick() => self.on_heartbeat(beat).await,
@@ -240,7 +241,10 @@ where
         self.last_heard = Instant::now();
         match message {
             Message::Text(text) => self.on_text(&text).await,
-            Message::Binary(_) => Err(End::close(1003, "binary frames are not accepted")),
+            Message::Binary(_) => Err(End::close(
+                CloseCode::Unsupported,
+                "binary frames are not accepted",
+            )),
             Message::Close(_) => Err(End::ClientClosed),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(()),
         }
@@ -288,7 +292,7 @@ where
     ) -> Result<(), End> {
         self.bad_frames += 1;
         if self.bad_frames > self.state.config.gateway.max_bad_frames {
-            return Err(End::close(1008, "too many bad frames"));
+            return Err(End::close(CloseCode::Policy, "too many bad frames"));
         }
         self.send_frame(&ServerFrame::Error {
             reference,
@@ -531,7 +535,7 @@ where
 
     async fn on_heartbeat(&mut self, beat: Duration) -> Result<(), End> {
         if self.last_heard.elapsed() >= beat * 2 {
-            return Err(End::close(1001, "heartbeat timeout"));
+            return Err(End::close(CloseCode::GoingAway, "heartbeat timeout"));
         }
         self.send(Message::Ping(Bytes::new())).await
     }
@@ -550,7 +554,10 @@ where
         match tokio::time::timeout(limit, self.ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
-            Err(_) => Err(End::close(1013, "too slow: socket write timed out")),
+            Err(_) => Err(End::close(
+                CloseCode::TryAgainLater,
+                "too slow: socket write timed out",
+            )),
         }
     }
 
@@ -567,7 +574,7 @@ where
         let mut reason = reason.into_owned();
         reason.truncate(120);
         let frame = CloseFrame {
-            code: CloseCode::from(code),
+            code: WireCloseCode::from(code.code()),
             reason: reason.into(),
         };
         let _ = tokio::time::timeout(
@@ -581,9 +588,9 @@ where
 /// Maps a read error to how the session ends.
 fn read_error(e: WsError) -> End {
     match e {
-        WsError::Capacity(_) => End::close(1009, "message too big"),
-        WsError::Utf8(_) => End::close(1007, "invalid utf-8"),
-        WsError::Protocol(_) => End::close(1002, "protocol error"),
+        WsError::Capacity(_) => End::close(CloseCode::TooBig, "message too big"),
+        WsError::Utf8(_) => End::close(CloseCode::InvalidData, "invalid utf-8"),
+        WsError::Protocol(_) => End::close(CloseCode::ProtocolError, "protocol error"),
         _ => End::Gone,
     }
 }

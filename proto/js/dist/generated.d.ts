@@ -52,7 +52,7 @@ export type JobRequest = {
  * This interface was referenced by `SluiceProtocol`'s JSON-Schema
  * via the `definition` "ErrorCode".
  */
-export type ErrorCode = "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal";
+export type ErrorCode = "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal" | "unauthorized" | "conflict" | "too_large" | "rate_limited" | "no_route";
 /**
  * Where a job is in its lifecycle, as seen in `event` frames.
  *

@@ -71,7 +71,12 @@ export type ErrorCode =
   | "overloaded"
   | "timeout"
   | "cancelled"
-  | "internal";
+  | "internal"
+  | "unauthorized"
+  | "conflict"
+  | "too_large"
+  | "rate_limited"
+  | "no_route";
 /**
  * Where a job is in its lifecycle, as seen in `event` frames.
  *
