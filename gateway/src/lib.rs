@@ -182,7 +182,7 @@ pub async fn serve(
     reconnect_watch.abort();
     let consumer_failed = events.is_finished();
     events.abort();
-    let _ = state.amqp.close(200, "gateway stopping".into()).await;
+    amqp::close(&state.amqp, "gateway stopping").await;
     if consumer_failed {
         return Err(GatewayError::EventsStopped);
     }

@@ -228,7 +228,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         control.abort();
         broker_up.store(false, std::sync::atomic::Ordering::Relaxed);
         sluice_process::metrics::record_dependencies(&pool, false);
-        let _ = broker.conn.close(200, "runner stopping".into()).await;
+        amqp::close(&broker.conn, "runner stopping").await;
         match ended {
             consumer::Stopped::Shutdown => break Ok(()),
             consumer::Stopped::BrokerLost(reason) => {
