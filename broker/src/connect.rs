@@ -42,3 +42,18 @@ pub async fn connect(
     }
     Connection::connect(url, props).await
 }
+
+/// Longest [`close`] waits for the broker's answer.
+pub const CLOSE_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Closes `conn` (reply code 200, `reason`), waiting at most
+/// [`CLOSE_PATIENCE`]: lapin's close was seen, now and then, never to
+/// return after a channel close that raced it, which held a stopping
+/// runner forever. The socket goes with the connection either way.
+pub async fn close(conn: &Connection, reason: &str) {
+    match tokio::time::timeout(CLOSE_PATIENCE, conn.close(200, reason.into())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "closing the broker connection failed"),
+        Err(_) => tracing::warn!("the broker did not answer the connection close in time"),
+    }
+}

@@ -14,7 +14,7 @@ pub mod publish;
 pub mod topology;
 
 pub use config::AmqpConfig;
-pub use connect::{Recovery, SETUP_ATTEMPT, connect};
+pub use connect::{CLOSE_PATIENCE, Recovery, SETUP_ATTEMPT, close, connect};
 pub use control::ControlPublisher;
 pub use headers::{
     ATTEMPTS_HEADER, LAST_ERROR_HEADER, PUBLISHED_MS_HEADER, RETRIES_HEADER, header_int,

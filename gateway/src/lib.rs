@@ -8,6 +8,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod demo;
+pub mod handle;
 pub mod http;
 pub mod jobs;
 pub mod limits;
@@ -33,16 +34,19 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::state::AppState;
 
+pub use crate::handle::{Gateway, GatewayError, GatewayHandle, StartError};
+
 /// How long start-up waits for PostgreSQL and RabbitMQ to answer.
 const START_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Serves on `listener` until `shutdown` is cancelled, then closes every
 /// session with 1012 and waits (up to the drain grace) for them to end.
+/// [`Gateway::start`] spawns it and returns a handle.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), GatewayError> {
     if config.uses_dev_secret() {
         tracing::warn!(
             "auth.jwt_secret is the development default: set SLUICE_AUTH__JWT_SECRET in production"
@@ -66,7 +70,7 @@ pub async fn serve(
             connect_broker(&config, &topology, publish_timeout),
         )
         .await
-        .map_err(|_| anyhow::anyhow!("broker setup took over {:?}", amqp::SETUP_ATTEMPT))?
+        .map_err(|_| GatewayError::BrokerSetupTimeout(amqp::SETUP_ATTEMPT))?
     })
     .await?;
     let instance = config
@@ -178,9 +182,9 @@ pub async fn serve(
     reconnect_watch.abort();
     let consumer_failed = events.is_finished();
     events.abort();
-    let _ = state.amqp.close(200, "gateway stopping".into()).await;
+    amqp::close(&state.amqp, "gateway stopping").await;
     if consumer_failed {
-        anyhow::bail!("the event consumer stopped; the gateway cannot deliver events");
+        return Err(GatewayError::EventsStopped);
     }
     Ok(())
 }
@@ -191,7 +195,7 @@ async fn connect_broker(
     config: &Config,
     topology: &Topology,
     publish_timeout: Duration,
-) -> anyhow::Result<(Arc<lapin::Connection>, Publisher, ControlPublisher)> {
+) -> Result<(Arc<lapin::Connection>, Publisher, ControlPublisher), GatewayError> {
     // One try: the caller retries the whole setup.
     let conn = Arc::new(
         amqp::connect(

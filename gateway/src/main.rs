@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use sluice_gateway::Gateway;
 use sluice_gateway::config::Config;
-use tokio_util::sync::CancellationToken;
 
 /// The Sluice WebSocket gateway.
 #[derive(Parser)]
@@ -52,9 +52,9 @@ fn main() -> anyhow::Result<()> {
             let runtime = builder.enable_all().build()?;
             runtime.block_on(async move {
                 let listener = bind_shared(&config.gateway.listen)?;
-                let shutdown = CancellationToken::new();
-                tokio::spawn(cancel_on_signal(shutdown.clone()));
-                sluice_gateway::serve(listener, config, shutdown).await
+                let gateway = Gateway::start(config, listener)?;
+                gateway.shutdown_on(shutdown_signal()).await?;
+                Ok(())
             })
         }
     }
@@ -86,13 +86,13 @@ fn bind_shared(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
     Ok(tokio::net::TcpListener::from_std(socket.into())?)
 }
 
-/// Cancels `token` on SIGINT or SIGTERM.
-async fn cancel_on_signal(token: CancellationToken) {
+/// Returns on SIGINT or SIGTERM; never, if SIGTERM cannot be listened for.
+async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(e) => {
             tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return;
+            return std::future::pending().await;
         }
     };
     tokio::select! {
@@ -100,5 +100,4 @@ async fn cancel_on_signal(token: CancellationToken) {
         _ = term.recv() => {}
     }
     tracing::info!("shutdown requested");
-    token.cancel();
 }

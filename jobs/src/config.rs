@@ -97,6 +97,20 @@ impl Config {
         Ok(config)
     }
 
+    /// Loads defaults, then `file` if given (not `SLUICE_CONFIG`), then the
+    /// environment, then `overrides` named like the environment variables
+    /// (see `sluice_process::config::load_with`), and validates the result.
+    /// For starting the runner in-process without touching the process
+    /// environment.
+    pub fn load_with(
+        file: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let config: Config = sluice_process::config::load_with(file, overrides)?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks every section the runner reads; names the bad setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database.validate()?;

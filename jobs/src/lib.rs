@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod control;
 pub mod dead;
 pub mod error;
+pub mod handle;
 pub mod handlers;
 pub mod metrics;
 pub mod retention;
@@ -26,11 +27,13 @@ use sluice_outbox::relay;
 use crate::config::Config;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::handle::{JobRunner, RunError, RunnerHandle, StartError};
+
 /// How long start-up waits for PostgreSQL and RabbitMQ to answer.
 const START_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Applies the schema migrations and returns.
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+pub async fn migrate(config: &Config) -> Result<(), sluice_store::StoreError> {
     let pool = sluice_store::pool(&config.database)?;
     wait_for_database(&pool).await?;
     sluice_store::migrate(&pool, &config.database.schema).await?;
@@ -58,18 +61,18 @@ struct Broker {
 /// RabbitMQ 3.10 answers a consume on a quorum queue that another client is
 /// declaring at the same moment with a hard INTERNAL_ERROR (its Raft
 /// process does not exist yet), which closes the connection.
-async fn connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<Broker> {
+async fn connect_broker(config: &Config, topology: &Topology) -> Result<Broker, RunError> {
     sluice_process::retry("broker setup", START_PATIENCE, || async {
         // An operation on a connection the broker closed with a hard error
         // can wait forever for a recovery that never comes: bound each try.
         tokio::time::timeout(amqp::SETUP_ATTEMPT, try_connect_broker(config, topology))
             .await
-            .map_err(|_| anyhow::anyhow!("broker setup took over {:?}", amqp::SETUP_ATTEMPT))?
+            .map_err(|_| RunError::BrokerSetupTimeout(amqp::SETUP_ATTEMPT))?
     })
     .await
 }
 
-async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Result<Broker> {
+async fn try_connect_broker(config: &Config, topology: &Topology) -> Result<Broker, RunError> {
     // One try: the caller retries the whole setup.
     let conn =
         Arc::new(amqp::connect(&config.amqp.url, "sluice-jobs", amqp::Recovery::Manual).await?);
@@ -118,9 +121,10 @@ async fn try_connect_broker(config: &Config, topology: &Topology) -> anyhow::Res
     }
 }
 
-/// Runs the runner until `shutdown` is cancelled (or the broker consumer
-/// ends, which is an error so that a supervisor restarts the process).
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the runner until `shutdown` is cancelled, through any number of
+/// lost and rebuilt broker connections. [`JobRunner::start`] spawns it and
+/// returns a handle.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     if !config.runner.metrics_listen.is_empty() {
         let addr = config.runner.metrics_listen.parse()?;
         sluice_process::metrics::install_listener(addr, crate::metrics::describe)?;
@@ -224,7 +228,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         control.abort();
         broker_up.store(false, std::sync::atomic::Ordering::Relaxed);
         sluice_process::metrics::record_dependencies(&pool, false);
-        let _ = broker.conn.close(200, "runner stopping".into()).await;
+        amqp::close(&broker.conn, "runner stopping").await;
         match ended {
             consumer::Stopped::Shutdown => break Ok(()),
             consumer::Stopped::BrokerLost(reason) => {

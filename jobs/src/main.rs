@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use sluice_jobs::JobRunner;
 use sluice_jobs::config::Config;
-use tokio_util::sync::CancellationToken;
 
 /// The Sluice job runner.
 #[derive(Parser)]
@@ -40,24 +40,24 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Run) {
-            Command::Migrate => sluice_jobs::migrate(&config).await,
+            Command::Migrate => Ok(sluice_jobs::migrate(&config).await?),
             Command::Dead { action } => sluice_jobs::dead::run(&config, action).await,
             Command::Run => {
-                let shutdown = CancellationToken::new();
-                tokio::spawn(cancel_on_signal(shutdown.clone()));
-                sluice_jobs::run(config, shutdown).await
+                let runner = JobRunner::start(config)?;
+                runner.shutdown_on(shutdown_signal()).await?;
+                Ok(())
             }
         }
     })
 }
 
-/// Cancels `token` on SIGINT or SIGTERM.
-async fn cancel_on_signal(token: CancellationToken) {
+/// Returns on SIGINT or SIGTERM; never, if SIGTERM cannot be listened for.
+async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(e) => {
             tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return;
+            return std::future::pending().await;
         }
     };
     tokio::select! {
@@ -65,5 +65,4 @@ async fn cancel_on_signal(token: CancellationToken) {
         _ = term.recv() => {}
     }
     tracing::info!("shutdown requested");
-    token.cancel();
 }

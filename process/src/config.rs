@@ -32,6 +32,10 @@ pub enum ConfigError {
     /// setting that does not exist.
     #[error("reading configuration: {0}")]
     Read(#[from] Box<figment::Error>),
+    /// A setting override (see [`load_with`]) not named
+    /// `SLUICE_<SECTION>__<KEY>`.
+    #[error("setting override `{0}` is not named SLUICE_<SECTION>__<KEY>")]
+    BadOverride(String),
     /// A section that no Sluice binary reads.
     #[error(
         "unknown configuration section `{0}` (known: database, amqp, log, auth, gateway, runner)"
@@ -60,13 +64,39 @@ pub fn load<C: Serialize + DeserializeOwned + Default>(
 ) -> Result<C, ConfigError> {
     let env_file = std::env::var_os(CONFIG_ENV).map(std::path::PathBuf::from);
     let file = file.map(Path::to_path_buf).or(env_file);
+    load_with(file.as_deref(), &[])
+}
+
+/// Loads defaults, then `file` (only if given: `SLUICE_CONFIG` is not
+/// read), then the environment, then `overrides`: pairs named and valued
+/// exactly like the environment variables (`SLUICE_RUNNER__CONCURRENCY`,
+/// `"4"`), applied without touching the process environment, which
+/// parallel tests share. The caller validates its sections.
+pub fn load_with<C: Serialize + DeserializeOwned + Default>(
+    file: Option<&Path>,
+    overrides: &[(String, String)],
+) -> Result<C, ConfigError> {
     // Only `SLUICE_<SECTION>__<KEY>` variables are settings; the scripts'
     // own variables (SLUICE_STATE_DIR, ...) are left alone.
-    let figment = figment::<C>(file.as_deref())?.merge(
+    let mut figment = figment::<C>(file)?.merge(
         Env::prefixed(ENV_PREFIX)
             .filter(|key| key.as_str().contains("__"))
             .split("__"),
     );
+    for (name, value) in overrides {
+        // The same key path and value parsing as `Env` above.
+        let path = name
+            .strip_prefix(ENV_PREFIX)
+            .filter(|key| key.contains("__"))
+            .map(|key| key.replace("__", ".").to_ascii_lowercase())
+            .filter(|path| !path.split('.').any(str::is_empty))
+            .ok_or_else(|| ConfigError::BadOverride(name.clone()))?;
+        let value: figment::value::Value = match value.parse() {
+            Ok(value) => value,
+            Err(never) => match never {},
+        };
+        figment = figment.merge(Serialized::default(&path, value));
+    }
     extract(figment)
 }
 
@@ -97,4 +127,62 @@ fn extract<C: DeserializeOwned>(figment: Figment) -> Result<C, ConfigError> {
         }
     }
     Ok(figment.extract().map_err(Box::new)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Sections {
+        runner: Runner,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Runner {
+        concurrency: u16,
+        kind_timeouts_ms: std::collections::BTreeMap<String, u64>,
+        tables: Vec<String>,
+    }
+
+    fn pair(name: &str, value: &str) -> (String, String) {
+        (name.into(), value.into())
+    }
+
+    #[test]
+    fn overrides_read_like_environment_variables_and_the_last_wins() {
+        let c: Sections = load_with(
+            None,
+            &[
+                pair("SLUICE_RUNNER__CONCURRENCY", "3"),
+                pair("SLUICE_RUNNER__KIND_TIMEOUTS_MS__SLEEP", "1000"),
+                pair("SLUICE_RUNNER__TABLES", r#"["a", "b"]"#),
+                pair("SLUICE_RUNNER__CONCURRENCY", "4"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.runner.concurrency, 4);
+        assert_eq!(c.runner.kind_timeouts_ms["sleep"], 1000);
+        assert_eq!(c.runner.tables, ["a", "b"]);
+    }
+
+    #[test]
+    fn overrides_must_name_a_section_and_a_key() {
+        for name in ["RUNNER__CONCURRENCY", "SLUICE_RUNNER", "SLUICE___X"] {
+            let err = load_with::<Sections>(None, &[pair(name, "1")]).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::BadOverride(n) if n == name),
+                "{err}"
+            );
+        }
+        let err =
+            load_with::<Sections>(None, &[pair("SLUICE_RUNER__CONCURRENCY", "1")]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::UnknownSection(s) if s == "runer"),
+            "{err}"
+        );
+    }
 }

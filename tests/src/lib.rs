@@ -1,9 +1,15 @@
-//! The end-to-end harness: starts the real `sluice-gateway` and
-//! `sluice-jobs` binaries against the real PostgreSQL and RabbitMQ that
-//! `deploy/provision.sh` started, and drives them as a client would.
+//! The end-to-end harness: starts the real gateway and runner against the
+//! real PostgreSQL and RabbitMQ that `deploy/provision.sh` started, and
+//! drives them as a client would. By default they run in the test's
+//! process (`Gateway::start` on a listener the harness bound on
+//! `127.0.0.1:0`, `JobRunner::start`), each on a runtime of its own; a test
+//! about processes (signals, exit codes, a process's memory or metrics)
+//! asks for the `sluice-gateway` and `sluice-jobs` binaries instead
+//! ([`SystemOptions::processes`]).
 //!
 //! Each [`System`] gets its own AMQP prefix (so its runner only sees its own
-//! jobs), its own port and its own log folder under `target/e2e-logs/`.
+//! jobs), its own port and its own log folder under `target/e2e-logs/`
+//! (processes log there; in-process services log to the test's output).
 //! Nothing here is a fake: a test that needs a service restarted restarts it.
 
 pub mod client;

@@ -1,12 +1,18 @@
-//! Starting and stopping real gateway, runner and nginx processes.
+//! Starting and stopping the system under test: gateways and a runner,
+//! in-process (the default) or as processes of the real binaries, and
+//! nginx in front of them when asked.
 
 use std::fs::File;
+use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use sluice_gateway::{GatewayError, GatewayHandle};
+use sluice_jobs::{RunError, RunnerHandle};
 use tokio_postgres::NoTls;
 
 use crate::TEST_SECRET;
@@ -24,6 +30,14 @@ pub struct SystemOptions {
     pub gateways: usize,
     /// Put nginx (from `deploy/nginx/nginx.conf.template`) in front of the gateways.
     pub nginx: bool,
+    /// Run the gateways and the runner as processes of the real binaries,
+    /// for tests about processes: signals, exit codes, a process's memory
+    /// or its own metrics endpoint. Otherwise they run in this process
+    /// ([`sluice_gateway::Gateway::start`], [`sluice_jobs::JobRunner::start`]),
+    /// each on a runtime of its own as in its binary. `SLUICE_E2E_PROCESSES=1`
+    /// sets it for every test (to time the release binaries with
+    /// `SLUICE_BIN_DIR`, say).
+    pub processes: bool,
 }
 
 impl SystemOptions {
@@ -37,28 +51,207 @@ impl SystemOptions {
         self.runner_env.push((key.into(), value.to_string()));
         self
     }
+    /// Runs the gateways and the runner as processes (see
+    /// [`SystemOptions::processes`]).
+    pub fn processes(mut self) -> Self {
+        self.processes = true;
+        self
+    }
 }
 
-/// One gateway process and its port (kept across restarts).
+/// A gateway or a runner: a process of its binary, or started in-process.
+enum Running<H> {
+    Process(Child),
+    InProcess(InProcess<H>),
+}
+
+/// A gateway or runner started in this process, on a runtime of its own
+/// (as its binary has one): the test's worker threads, and a clock it may
+/// pause, are not the service's, and dropping the runtime ends every task
+/// the service spawned.
+struct InProcess<H> {
+    name: String,
+    runtime: tokio::runtime::Runtime,
+    handle: H,
+}
+
+/// Why an in-process service did not stop cleanly.
+#[derive(Debug)]
+struct Unclean {
+    /// It panicked (which fails the test even from drop).
+    panicked: bool,
+    /// Which service, and what happened.
+    message: String,
+}
+
+/// How an in-process service ended.
+type Stopped = Result<(), Unclean>;
+
+/// What the harness needs of a gateway or runner handle.
+trait Service: Send + 'static {
+    /// Begins the graceful stop.
+    fn shutdown(&self);
+    /// Waits for it to stop.
+    fn join(self) -> Pin<Box<dyn Future<Output = Stopped> + Send>>;
+}
+
+impl Service for GatewayHandle {
+    fn shutdown(&self) {
+        GatewayHandle::shutdown(self);
+    }
+    fn join(self) -> Pin<Box<dyn Future<Output = Stopped> + Send>> {
+        Box::pin(async move {
+            GatewayHandle::join(self).await.map_err(|e| Unclean {
+                panicked: matches!(&e, GatewayError::Task(j) if j.is_panic()),
+                message: e.to_string(),
+            })
+        })
+    }
+}
+
+impl Service for RunnerHandle {
+    fn shutdown(&self) {
+        RunnerHandle::shutdown(self);
+    }
+    fn join(self) -> Pin<Box<dyn Future<Output = Stopped> + Send>> {
+        Box::pin(async move {
+            RunnerHandle::join(self).await.map_err(|e| Unclean {
+                panicked: matches!(&e, RunError::Task(j) if j.is_panic()),
+                message: e.to_string(),
+            })
+        })
+    }
+}
+
+/// How long [`System`]'s drop waits for an in-process service to stop
+/// before it drops its runtime (which ends it as SIGKILL ends a process).
+const STOP_PATIENCE: Duration = Duration::from_secs(15);
+
+impl<H: Service> InProcess<H> {
+    /// Builds the service's runtime and calls `start` inside it.
+    fn start(name: String, worker_threads: usize, start: impl FnOnce() -> H) -> Self {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if worker_threads > 0 {
+            builder.worker_threads(worker_threads);
+        }
+        let runtime = builder
+            .thread_name(name.clone())
+            .enable_all()
+            .build()
+            .expect("a runtime for an in-process service");
+        let handle = {
+            let _inside = runtime.enter();
+            start()
+        };
+        InProcess {
+            name,
+            runtime,
+            handle,
+        }
+    }
+
+    /// Begins the service's graceful stop and, on a thread of its own (the
+    /// caller may be inside the test's runtime, where blocking on another
+    /// is not allowed), waits up to `patience` for it to end, then drops its
+    /// runtime. Join the thread for the outcome: an error
+    /// unless it stopped cleanly in time.
+    fn stop(self, patience: Duration) -> std::thread::JoinHandle<Stopped> {
+        let InProcess {
+            name,
+            runtime,
+            handle,
+        } = self;
+        handle.shutdown();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let joined =
+                runtime.block_on(async { tokio::time::timeout(patience, handle.join()).await });
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            let outcome = joined.unwrap_or_else(|_| {
+                Err(Unclean {
+                    panicked: false,
+                    message: format!("did not stop within {patience:?}; dropped"),
+                })
+            });
+            outcome
+                .map_err(|e| Unclean {
+                    message: format!("{name}: {}", e.message),
+                    ..e
+                })
+                .inspect(|()| {
+                    let took = started.elapsed();
+                    if took > Duration::from_secs(2) {
+                        eprintln!("{name} took {took:?} to stop");
+                    }
+                })
+        })
+    }
+}
+
+/// The outcome when the thread stopping a service itself panicked.
+fn stopper_panicked() -> Unclean {
+    Unclean {
+        panicked: true,
+        message: "the thread stopping a service panicked".into(),
+    }
+}
+
+impl<H> Running<H> {
+    /// The child process; panics with `what` if the service runs in-process.
+    fn child(&self, what: &str) -> &Child {
+        match self {
+            Running::Process(child) => child,
+            Running::InProcess(_) => needs_processes(what),
+        }
+    }
+
+    /// The child process; panics with `what` if the service runs in-process.
+    fn child_mut(&mut self, what: &str) -> &mut Child {
+        match self {
+            Running::Process(child) => child,
+            Running::InProcess(_) => needs_processes(what),
+        }
+    }
+}
+
+fn needs_processes(what: &str) -> ! {
+    panic!(
+        "{what} needs the system's services to be processes: \
+         start it with SystemOptions::default().processes()"
+    )
+}
+
+/// One gateway and its port (kept across restarts).
 struct Gateway {
     port: u16,
-    child: Option<Child>,
+    /// For a gateway process: a socket bound to `port` (with
+    /// `SO_REUSEPORT`, as the gateway binds it, and never listening), held
+    /// as long as the system lives. No other program can take the port in
+    /// the moment between choosing it and the gateway binding it, or while
+    /// the gateway restarts; and it never receives a connection.
+    _reservation: Option<socket2::Socket>,
+    /// For an in-process gateway: its listener, until it is started.
+    listener: Option<TcpListener>,
+    running: Option<Running<GatewayHandle>>,
     starts: u32,
 }
 
 /// Gateways, (optionally) a runner and nginx, on a private AMQP prefix.
-/// Everything is killed when dropped.
+/// Everything is stopped when dropped: processes are killed, in-process
+/// services shut down and joined, and a panic of an in-process gateway or
+/// runner fails the test there.
 pub struct System {
+    /// The AMQP prefix private to this system (its queues and exchanges).
     pub prefix: String,
     /// The first gateway's port.
     pub port: u16,
     logs: PathBuf,
     options: SystemOptions,
     gateways: Vec<Gateway>,
-    runner: Option<Child>,
+    runner: Option<Running<RunnerHandle>>,
     runner_starts: u32,
-    /// Where the runner serves `/metrics`.
-    pub runner_metrics_port: u16,
+    /// Where a runner process serves `/metrics` (none in-process).
+    runner_metrics_port: Option<u16>,
     nginx: Option<(u16, Child)>,
 }
 
@@ -67,7 +260,8 @@ static SYSTEMS: AtomicU32 = AtomicU32::new(0);
 impl System {
     /// Starts the gateways, the runner and nginx as asked, and waits until
     /// every gateway is ready.
-    pub async fn start(options: SystemOptions) -> System {
+    pub async fn start(mut options: SystemOptions) -> System {
+        options.processes |= std::env::var_os("SLUICE_E2E_PROCESSES").is_some_and(|v| v == "1");
         let n = SYSTEMS.fetch_add(1, Ordering::Relaxed);
         let prefix = format!(
             "t{}x{n}x{}",
@@ -81,12 +275,28 @@ impl System {
             .join(&prefix);
         std::fs::create_dir_all(&logs).expect("log folder");
         let gateways: Vec<Gateway> = (0..options.gateways.max(1))
-            .map(|_| Gateway {
-                port: free_port(),
-                child: None,
-                starts: 0,
+            .map(|_| {
+                let (port, reservation, listener) = if options.processes {
+                    let (port, reservation) = reserve_port();
+                    (port, Some(reservation), None)
+                } else {
+                    let listener = listen_local();
+                    let port = listener.local_addr().expect("a bound listener").port();
+                    (port, None, Some(listener))
+                };
+                Gateway {
+                    port,
+                    _reservation: reservation,
+                    listener,
+                    running: None,
+                    starts: 0,
+                }
             })
             .collect();
+        // The runner's metrics exporter binds its port itself, without
+        // SO_REUSEPORT, so nothing can hold the port for it: the choice
+        // races with other programs, as it always did.
+        let runner_metrics_port = options.processes.then(free_port);
         let mut system = System {
             prefix,
             port: gateways[0].port,
@@ -95,7 +305,7 @@ impl System {
             gateways,
             runner: None,
             runner_starts: 0,
-            runner_metrics_port: free_port(),
+            runner_metrics_port,
             nginx: None,
         };
         for i in 0..system.gateways.len() {
@@ -118,25 +328,30 @@ impl System {
         system
     }
 
-    fn command(
-        &self,
-        name: &str,
-        log: &str,
-        listen_port: u16,
-        extra: &[(String, String)],
-    ) -> Child {
+    /// The settings every service of this system gets, then `extra`.
+    fn settings(&self, listen_port: u16, extra: &[(String, String)]) -> Vec<(String, String)> {
+        let mut settings: Vec<(String, String)> = [
+            ("SLUICE_AMQP__PREFIX", self.prefix.clone()),
+            ("SLUICE_AUTH__JWT_SECRET", TEST_SECRET.to_owned()),
+            ("SLUICE_GATEWAY__LISTEN", format!("127.0.0.1:{listen_port}")),
+            ("SLUICE_LOG__FILTER", "info,sluice_gateway=debug".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        settings.extend_from_slice(extra);
+        settings
+    }
+
+    fn command(&self, name: &str, log: &str, settings: &[(String, String)]) -> Child {
         let out = File::create(self.logs.join(log)).expect("log file");
         let err = out.try_clone().expect("log file");
         let mut cmd = Command::new(binary(name));
-        cmd.env("SLUICE_AMQP__PREFIX", &self.prefix)
-            .env("SLUICE_AUTH__JWT_SECRET", TEST_SECRET)
-            .env("SLUICE_GATEWAY__LISTEN", format!("127.0.0.1:{listen_port}"))
-            .env("SLUICE_LOG__FILTER", "info,sluice_gateway=debug")
-            .env_remove("SLUICE_CONFIG")
+        cmd.env_remove("SLUICE_CONFIG")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        for (k, v) in extra {
+        for (k, v) in settings {
             cmd.env(k, v);
         }
         cmd.spawn()
@@ -145,36 +360,80 @@ impl System {
 
     fn start_gateway(&mut self, i: usize) {
         let gateway = &self.gateways[i];
-        let log = format!("gateway{i}-{}.log", gateway.starts + 1);
-        let child = self.command(
-            "sluice-gateway",
-            &log,
-            gateway.port,
-            &self.options.gateway_env.clone(),
-        );
+        let settings = self.settings(gateway.port, &self.options.gateway_env);
+        let running = if self.options.processes {
+            let log = format!("gateway{i}-{}.log", gateway.starts + 1);
+            Running::Process(self.command("sluice-gateway", &log, &settings))
+        } else {
+            let config = sluice_gateway::config::Config::load_with(None, &settings)
+                .unwrap_or_else(|e| panic!("gateway {i} settings: {e}"));
+            sluice_process::logs::init(&config.log);
+            let listener = self.gateways[i]
+                .listener
+                .take()
+                .expect("an in-process gateway starts once");
+            let threads = config.gateway.worker_threads;
+            Running::InProcess(InProcess::start(format!("gateway{i}"), threads, || {
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).expect("a listener for tokio");
+                sluice_gateway::Gateway::start(config, listener)
+                    .unwrap_or_else(|e| panic!("starting gateway {i}: {e}"))
+            }))
+        };
         let gateway = &mut self.gateways[i];
         gateway.starts += 1;
-        gateway.child = Some(child);
+        gateway.running = Some(running);
     }
 
-    /// Starts (or restarts) the runner.
+    /// Starts (or restarts) the runner. One still running is stopped first:
+    /// killed if a process, shut down and joined if in-process.
     pub fn start_runner(&mut self) {
+        match self.runner.take() {
+            Some(Running::Process(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Some(Running::InProcess(runner)) => {
+                let stopped = runner.stop(STOP_PATIENCE).join();
+                match stopped.unwrap_or_else(|_| Err(stopper_panicked())) {
+                    Err(e) if e.panicked => panic!("in-process {}", e.message),
+                    Err(e) => eprintln!("in-process {}", e.message),
+                    Ok(()) => {}
+                }
+            }
+            None => {}
+        }
         self.runner_starts += 1;
-        let log = format!("runner-{}.log", self.runner_starts);
-        // The runner ignores the gateway's listen address; its own metrics
-        // port is private to this system.
-        let mut env = vec![(
-            "SLUICE_RUNNER__METRICS_LISTEN".to_owned(),
-            format!("127.0.0.1:{}", self.runner_metrics_port),
-        )];
-        env.extend(self.options.runner_env.clone());
-        let child = self.command("sluice-jobs", &log, 1, &env);
-        self.runner = Some(child);
+        // A runner process serves its metrics on a port private to this
+        // system; one in-process shares the process's recorder and serves
+        // none (see sluice_process::metrics). The listen address is the
+        // gateway's and ignored.
+        let metrics_listen = self
+            .runner_metrics_port
+            .map(|port| format!("127.0.0.1:{port}"))
+            .unwrap_or_default();
+        let mut extra = vec![("SLUICE_RUNNER__METRICS_LISTEN".to_owned(), metrics_listen)];
+        extra.extend(self.options.runner_env.iter().cloned());
+        let settings = self.settings(1, &extra);
+        let running = if self.options.processes {
+            let log = format!("runner-{}.log", self.runner_starts);
+            Running::Process(self.command("sluice-jobs", &log, &settings))
+        } else {
+            let config = sluice_jobs::config::Config::load_with(None, &settings)
+                .unwrap_or_else(|e| panic!("runner settings: {e}"));
+            sluice_process::logs::init(&config.log);
+            Running::InProcess(InProcess::start("runner".into(), 0, || {
+                sluice_jobs::JobRunner::start(config)
+                    .unwrap_or_else(|e| panic!("starting the runner: {e}"))
+            }))
+        };
+        self.runner = Some(running);
     }
 
     /// Kills the runner with SIGKILL: no cleanup, no acks, no goodbye.
     pub fn kill_runner(&mut self) {
-        if let Some(mut child) = self.runner.take() {
+        if let Some(mut running) = self.runner.take() {
+            let child = running.child_mut("kill_runner");
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -182,31 +441,34 @@ impl System {
 
     /// Sends SIGTERM to the first gateway (graceful drain).
     pub fn terminate_gateway(&self) {
-        terminate(self.gateways[0].child.as_ref());
+        let gateway = self.gateways[0].running.as_ref();
+        terminate(gateway.map(|g| g.child("terminate_gateway")));
     }
 
     /// Sends SIGTERM to the runner (finish or hand back, then exit).
     pub fn terminate_runner(&self) {
-        terminate(self.runner.as_ref());
+        let runner = self.runner.as_ref();
+        terminate(runner.map(|r| r.child("terminate_runner")));
     }
 
     /// Waits up to `patience` for the first gateway to exit; its exit code.
     pub async fn gateway_exit(&mut self, patience: Duration) -> Option<i32> {
-        wait_exit(&mut self.gateways[0].child, patience).await
+        wait_exit(&mut self.gateways[0].running, patience).await
     }
 
     /// The process id of gateway `i`.
     pub fn gateway_pid(&self, i: usize) -> u32 {
         self.gateways[i]
-            .child
+            .running
             .as_ref()
-            .map(Child::id)
+            .map(|g| g.child("gateway_pid").id())
             .expect("gateway is running")
     }
 
     /// Kills gateway `i` with SIGKILL: no drain, no goodbye.
     pub fn kill_gateway(&mut self, i: usize) {
-        if let Some(mut child) = self.gateways[i].child.take() {
+        if let Some(mut running) = self.gateways[i].running.take() {
+            let child = running.child_mut("kill_gateway");
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -215,6 +477,9 @@ impl System {
     /// Starts gateway `i` again on its port (after [`System::kill_gateway`])
     /// and waits until it is ready.
     pub async fn start_gateway_again(&mut self, i: usize) {
+        if !self.options.processes {
+            needs_processes("start_gateway_again");
+        }
         self.start_gateway(i);
         self.wait_ready(i).await;
     }
@@ -228,8 +493,9 @@ impl System {
     /// drain to finish (it must exit 0), start it again on the same port,
     /// wait until it is ready.
     pub async fn restart_gateway(&mut self, i: usize) {
-        terminate(self.gateways[i].child.as_ref());
-        let code = wait_exit(&mut self.gateways[i].child, Duration::from_secs(30)).await;
+        let gateway = self.gateways[i].running.as_ref();
+        terminate(gateway.map(|g| g.child("restart_gateway")));
+        let code = wait_exit(&mut self.gateways[i].running, Duration::from_secs(30)).await;
         assert_eq!(code, Some(0), "gateway {i} did not drain and exit 0");
         self.start_gateway(i);
         self.wait_ready(i).await;
@@ -240,22 +506,34 @@ impl System {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let port = self.gateways[i].port;
         loop {
-            let exited = self.gateways[i]
-                .child
-                .as_mut()
-                .and_then(|g| g.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                panic!(
-                    "gateway {i} exited with {status} before becoming ready; see {}",
-                    self.logs.display()
-                );
+            match self.gateways[i].running.as_mut() {
+                Some(Running::Process(child)) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!(
+                            "gateway {i} exited with {status} before becoming ready; see {}",
+                            self.logs.display()
+                        );
+                    }
+                }
+                Some(Running::InProcess(gateway)) if gateway.handle.is_finished() => {
+                    let Some(Running::InProcess(gateway)) = self.gateways[i].running.take() else {
+                        unreachable!()
+                    };
+                    let stopped = gateway.stop(STOP_PATIENCE).join();
+                    let why = match stopped.unwrap_or_else(|_| Err(stopper_panicked())) {
+                        Ok(()) => "it stopped without an error".to_owned(),
+                        Err(e) => e.message,
+                    };
+                    panic!("gateway {i} stopped before becoming ready: {why}");
+                }
+                _ => {}
             }
             if http_status_at(port, "/readyz").await == Some(200) {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "gateway {i} not ready after 60 s; see {}",
+                "gateway {i} not ready after 60 s; see {} or the test's output",
                 self.logs.display()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -275,6 +553,8 @@ impl System {
             .args(["-R", "777"])
             .arg(&self.logs)
             .status();
+        // nginx binds its port itself (without SO_REUSEPORT), so nothing
+        // can hold it for nginx: the choice races with other programs.
         let port = free_port();
         let upstreams: String = self
             .gateways
@@ -337,6 +617,15 @@ impl System {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// `http://` URL of the runner process's `/metrics`. Only a system of
+    /// processes has one: a runner in-process serves no metrics of its own.
+    pub fn runner_metrics_url(&self) -> String {
+        let port = self
+            .runner_metrics_port
+            .expect("only a runner process serves its own /metrics: use .processes()");
+        format!("http://127.0.0.1:{port}/metrics")
+    }
+
     /// Runs `sluice-jobs <args>` against this system (its AMQP prefix) and
     /// returns its standard output; panics if it fails.
     pub fn jobs_cli(&self, args: &[&str]) -> String {
@@ -357,7 +646,8 @@ impl System {
         stdout
     }
 
-    /// Where this system's logs are.
+    /// Where this system's logs are (in-process services log to the test's
+    /// output instead).
     pub fn logs(&self) -> &Path {
         &self.logs
     }
@@ -380,8 +670,65 @@ pub async fn http_status_at(port: u16, path: &str) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
+impl System {
+    /// Stops the system as dropping it does, but awaits the in-process
+    /// gateways and runner without blocking the test's runtime, and fails
+    /// the test unless each of them drained and stopped cleanly: no error,
+    /// no panic, within its patience.
+    pub async fn stop(mut self) {
+        let stopping = self.stop_services();
+        let outcomes = tokio::task::spawn_blocking(move || {
+            stopping
+                .into_iter()
+                .map(|stop| stop.join().unwrap_or_else(|_| Err(stopper_panicked())))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("joining the services");
+        for outcome in outcomes {
+            if let Err(e) = outcome {
+                panic!("in-process {}", e.message);
+            }
+        }
+    }
+
+    /// Kills the processes, and begins stopping the in-process services all
+    /// at once (each drains while the others do); join the threads returned
+    /// for their outcomes.
+    fn stop_services(&mut self) -> Vec<std::thread::JoinHandle<Stopped>> {
+        let mut stopping = Vec::new();
+        let gateways = self.gateways.iter_mut().map(|g| g.running.take());
+        for running in gateways.collect::<Vec<_>>() {
+            if let Some(Running::InProcess(gateway)) = running {
+                stopping.push(gateway.stop(STOP_PATIENCE));
+            } else if let Some(Running::Process(mut child)) = running {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        match self.runner.take() {
+            Some(Running::InProcess(runner)) => stopping.push(runner.stop(STOP_PATIENCE)),
+            Some(Running::Process(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            None => {}
+        }
+        stopping
+    }
+}
+
 impl Drop for System {
     fn drop(&mut self) {
+        let stopping = self.stop_services();
+        let mut panics = Vec::new();
+        for stop in stopping {
+            match stop.join().unwrap_or_else(|_| Err(stopper_panicked())) {
+                Ok(()) => {}
+                Err(e) if e.panicked => panics.push(e.message),
+                Err(e) => eprintln!("in-process {}", e.message),
+            }
+        }
         if let Some((_, nginx)) = self.nginx.as_mut() {
             // SIGKILL would leave its workers running (and holding the
             // port); on SIGTERM the master stops them before it exits.
@@ -390,12 +737,8 @@ impl Drop for System {
             while std::time::Instant::now() < deadline && matches!(nginx.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-        }
-        let gateways = self.gateways.iter_mut().filter_map(|g| g.child.as_mut());
-        let others = [self.runner.as_mut(), self.nginx.as_mut().map(|(_, c)| c)];
-        for child in gateways.chain(others.into_iter().flatten()) {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = nginx.kill();
+            let _ = nginx.wait();
         }
         // Drop cannot await; a short-lived runtime on its own thread can.
         let prefix = self.prefix.clone();
@@ -428,6 +771,11 @@ impl Drop for System {
             }
         })
         .join();
+        // A panic inside a gateway or runner fails the test, unless it is
+        // failing already.
+        if !panics.is_empty() && !std::thread::panicking() {
+            panic!("in-process service panicked: {}", panics.join("; "));
+        }
     }
 }
 
@@ -600,12 +948,15 @@ fn terminate(child: Option<&Child>) {
     }
 }
 
-async fn wait_exit(child: &mut Option<Child>, patience: Duration) -> Option<i32> {
+async fn wait_exit<H>(running: &mut Option<Running<H>>, patience: Duration) -> Option<i32> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        let status = child.as_mut()?.try_wait().ok().flatten();
-        if let Some(status) = status {
-            *child = None;
+        let status = running
+            .as_mut()?
+            .child_mut("waiting for an exit")
+            .try_wait();
+        if let Ok(Some(status)) = status {
+            *running = None;
             return status.code();
         }
         if tokio::time::Instant::now() >= deadline {
@@ -620,4 +971,39 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Chooses a free port for a gateway process and holds it: a socket bound
+/// to it with `SO_REUSEADDR` and `SO_REUSEPORT`, as the gateway binds its
+/// own, that never listens (so it never takes a connection).
+fn reserve_port() -> (u16, socket2::Socket) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .and_then(|socket| {
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+            Ok(socket)
+        })
+        .expect("a port to reserve");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .expect("a bound port");
+    (port, socket)
+}
+
+/// A listener on `127.0.0.1:0` for an in-process gateway, with the backlog
+/// the binary gives its own.
+fn listen_local() -> TcpListener {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .and_then(|socket| {
+            socket.set_nonblocking(true)?;
+            socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+            socket.listen(4096)?;
+            Ok(socket)
+        })
+        .expect("a listener on 127.0.0.1:0");
+    socket.into()
 }

@@ -153,7 +153,8 @@ impl Resuming {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_behind_nginx_loses_and_repeats_nothing() {
-    let mut system = System::start(two_gateways()).await;
+    // Restarts gateway processes with SIGTERM.
+    let mut system = System::start(two_gateways().processes()).await;
     let url = system.nginx_ws_url();
     let mut tasks = Vec::new();
     for c in 0..20u64 {

@@ -31,9 +31,11 @@ fn require_browser_tooling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_page_runs_jobs_and_survives_a_gateway_restart() {
     require_browser_tooling();
+    // Restarts the gateway process with SIGTERM.
     let mut system = System::start(
         SystemOptions {
             nginx: true,
+            processes: true,
             ..Default::default()
         }
         .gateway("SLUICE_GATEWAY__DEV_MODE", "true")

@@ -56,8 +56,10 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_stop_reading_are_closed_with_1013_and_others_stay_fast() {
+    // Measures the gateway process's memory.
     let system = System::start(
         SystemOptions::default()
+            .processes()
             .gateway("SLUICE_GATEWAY__OUTBOUND_QUEUE_BYTES", 16_384)
             .gateway("SLUICE_GATEWAY__SOCKET_SEND_BUFFER_BYTES", 16_384)
             .gateway("SLUICE_GATEWAY__WRITE_TIMEOUT_MS", 2_000)

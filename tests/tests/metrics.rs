@@ -39,9 +39,11 @@ fn get(samples: &HashMap<String, f64>, key: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_and_runner_metrics_move_with_the_work() {
-    let system = System::start(SystemOptions::default()).await;
+    // Each process exports its own metrics; in one process they would
+    // share one recorder.
+    let system = System::start(SystemOptions::default().processes()).await;
     let gateway = system.http_url("/metrics");
-    let runner = format!("http://127.0.0.1:{}/metrics", system.runner_metrics_port);
+    let runner = system.runner_metrics_url();
     let before = scrape(&gateway).await;
 
     let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("m"))).await;

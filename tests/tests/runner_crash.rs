@@ -9,7 +9,8 @@ use sluice_tests::{Client, System, SystemOptions, token, unique_user};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_runner_job_completes_exactly_once_after_restart() {
-    let mut system = System::start(SystemOptions::default()).await;
+    // Kills the runner process with SIGKILL.
+    let mut system = System::start(SystemOptions::default().processes()).await;
     let user = unique_user("crash");
     let (mut client, _) = Client::hello(&system.ws_url(), &token(&user)).await;
 

@@ -14,8 +14,10 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_gateway_drains_in_spread_batches_and_exits_0() {
+    // SIGTERM and exit codes: processes.
     let mut system = System::start(
         SystemOptions::default()
+            .processes()
             .gateway("SLUICE_GATEWAY__DRAIN_SPREAD_MS", 1500)
             .gateway("SLUICE_GATEWAY__DRAIN_GRACE_MS", 4000),
     )
@@ -74,7 +76,7 @@ async fn a_terminated_gateway_drains_in_spread_batches_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_runner_finishes_the_job_in_hand_and_exits_0() {
-    let mut system = System::start(SystemOptions::default()).await;
+    let mut system = System::start(SystemOptions::default().processes()).await;
     let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("sr"))).await;
     let job = client.submit("j", "sleep", json!({ "ms": 1500 })).await;
     match client.next_frame().await {
@@ -96,9 +98,12 @@ async fn a_terminated_runner_finishes_the_job_in_hand_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_outlasting_the_grace_is_handed_back_and_completes_once() {
-    let mut system =
-        System::start(SystemOptions::default().runner("SLUICE_RUNNER__SHUTDOWN_GRACE_MS", 500))
-            .await;
+    let mut system = System::start(
+        SystemOptions::default()
+            .processes()
+            .runner("SLUICE_RUNNER__SHUTDOWN_GRACE_MS", 500),
+    )
+    .await;
     let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("hb"))).await;
     let job = client.submit("j", "sleep", json!({ "ms": 4000 })).await;
     match client.next_frame().await {

@@ -12,7 +12,8 @@ use sluice_tests::{System, SystemOptions, TEST_SECRET};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_seconds_with_one_restart_of_each_service_loses_and_repeats_nothing() {
-    let mut system = System::start(SystemOptions::default()).await;
+    // Kills the runner process with SIGKILL.
+    let mut system = System::start(SystemOptions::default().processes()).await;
     let _restore = RestoreServices;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/services.sh");
     let report = system.logs().join("soak.json");

@@ -15,8 +15,11 @@ use uuid::Uuid;
 
 /// Short confirm waits, so the faults below play out in seconds. The runner
 /// reads the same setting to know when a submission's entry is its to relay.
+/// Processes: the gateway is killed with SIGKILL, and the runner's own
+/// metrics are read.
 fn options() -> SystemOptions {
     SystemOptions::default()
+        .processes()
         .gateway("SLUICE_AMQP__PUBLISH_TIMEOUT_MS", 2_000)
         .runner("SLUICE_AMQP__PUBLISH_TIMEOUT_MS", 2_000)
 }
@@ -145,7 +148,7 @@ async fn a_submission_refused_for_want_of_a_confirm_never_runs() {
     let Some(job) = accepted else {
         // The broker takes the stalled message once the alarm clears, and
         // the runner receives it: it must skip it, not run it.
-        let metrics = format!("http://127.0.0.1:{}/metrics", system.runner_metrics_port);
+        let metrics = system.runner_metrics_url();
         eventually(
             Duration::from_secs(20),
             "the runner to skip the late delivery",
