@@ -170,7 +170,8 @@ export declare class SluiceClient {
      * Submits a job. Resolves with the job id at `accepted`; rejects on an
      * `error` answering it, or if the connection drops before the answer (the
      * job may then have been queued: look it up over HTTP). Submits made while
-     * disconnected are sent after the next `welcome`.
+     * disconnected, and submits a draining gateway closed on (1012) without
+     * having read them, are sent after the next `welcome`.
      */
     submit(job: JobRequest, options?: SubmitOptions): Promise<string>;
     /** Asks the server to cancel a job; its `cancelled` event follows if it had not ended. */
@@ -190,6 +191,8 @@ export declare class SluiceClient {
     private onClosed;
     private scheduleReconnect;
     private stop;
+    /** Queues the submits sent on a socket that closed, to be sent again. */
+    private requeueUnanswered;
     /** Rejects submits already sent and pings on a socket that closed. */
     private failInFlight;
     private failPings;

@@ -121,16 +121,18 @@ export class SluiceClient {
      * Submits a job. Resolves with the job id at `accepted`; rejects on an
      * `error` answering it, or if the connection drops before the answer (the
      * job may then have been queued: look it up over HTTP). Submits made while
-     * disconnected are sent after the next `welcome`.
+     * disconnected, and submits a draining gateway closed on (1012) without
+     * having read them, are sent after the next `welcome`.
      */
     submit(job, options = {}) {
         if (this.stateValue === "stopped") {
             return Promise.reject(new SluiceError("stopped", "the client is stopped"));
         }
         const ref = `r${++this.refCounter}`;
+        const frame = { type: "submit", ref, job };
         return new Promise((resolve, reject) => {
-            this.submits.set(ref, { resolve, reject, onEvent: options.onEvent, sent: false });
-            this.sendOrQueue({ type: "submit", ref, job });
+            this.submits.set(ref, { resolve, reject, onEvent: options.onEvent, sent: false, frame });
+            this.sendOrQueue(frame);
         });
     }
     /** Asks the server to cancel a job; its `cancelled` event follows if it had not ended. */
@@ -305,6 +307,12 @@ export class SluiceClient {
     }
     onClosed(code, reason) {
         this.clearConnectTimer();
+        if (code === CloseCode.ServiceRestart) {
+            // A draining gateway answers every submit it read before it closes
+            // with 1012 (docs/protocol.md), so one still unanswered was never
+            // read: send it again after the next welcome.
+            this.requeueUnanswered();
+        }
         // Answers to what was sent on this socket will never come.
         this.failInFlight(new SluiceError("disconnected", `connection closed (${code})`, { closeCode: code }));
         const action = closeAction(code);
@@ -344,6 +352,15 @@ export class SluiceClient {
         }
         this.queued.length = 0;
         this.failPings(error);
+    }
+    /** Queues the submits sent on a socket that closed, to be sent again. */
+    requeueUnanswered() {
+        for (const pending of this.submits.values()) {
+            if (pending.sent) {
+                pending.sent = false;
+                this.queued.push(pending.frame);
+            }
+        }
     }
     /** Rejects submits already sent and pings on a socket that closed. */
     failInFlight(error) {

@@ -168,6 +168,8 @@ interface PendingSubmit {
   reject: (error: SluiceError) => void;
   onEvent?: (event: EventFrame) => void;
   sent: boolean;
+  /** The frame, kept to send again after a drain (1012). */
+  frame: OutgoingFrame;
 }
 
 interface PendingPing {
@@ -286,16 +288,18 @@ export class SluiceClient {
    * Submits a job. Resolves with the job id at `accepted`; rejects on an
    * `error` answering it, or if the connection drops before the answer (the
    * job may then have been queued: look it up over HTTP). Submits made while
-   * disconnected are sent after the next `welcome`.
+   * disconnected, and submits a draining gateway closed on (1012) without
+   * having read them, are sent after the next `welcome`.
    */
   submit(job: JobRequest, options: SubmitOptions = {}): Promise<string> {
     if (this.stateValue === "stopped") {
       return Promise.reject(new SluiceError("stopped", "the client is stopped"));
     }
     const ref = `r${++this.refCounter}`;
+    const frame: OutgoingFrame = { type: "submit", ref, job };
     return new Promise<string>((resolve, reject) => {
-      this.submits.set(ref, { resolve, reject, onEvent: options.onEvent, sent: false });
-      this.sendOrQueue({ type: "submit", ref, job });
+      this.submits.set(ref, { resolve, reject, onEvent: options.onEvent, sent: false, frame });
+      this.sendOrQueue(frame);
     });
   }
 
@@ -464,6 +468,12 @@ export class SluiceClient {
 
   private onClosed(code: number, reason: string): void {
     this.clearConnectTimer();
+    if (code === CloseCode.ServiceRestart) {
+      // A draining gateway answers every submit it read before it closes
+      // with 1012 (docs/protocol.md), so one still unanswered was never
+      // read: send it again after the next welcome.
+      this.requeueUnanswered();
+    }
     // Answers to what was sent on this socket will never come.
     this.failInFlight(new SluiceError("disconnected", `connection closed (${code})`, { closeCode: code }));
     const action = closeAction(code);
@@ -503,6 +513,16 @@ export class SluiceClient {
     }
     this.queued.length = 0;
     this.failPings(error);
+  }
+
+  /** Queues the submits sent on a socket that closed, to be sent again. */
+  private requeueUnanswered(): void {
+    for (const pending of this.submits.values()) {
+      if (pending.sent) {
+        pending.sent = false;
+        this.queued.push(pending.frame);
+      }
+    }
   }
 
   /** Rejects submits already sent and pings on a socket that closed. */

@@ -402,6 +402,32 @@ test("submits and cancels made while disconnected are sent after welcome", async
   assert.equal(await p, "j");
 });
 
+test("a submit unanswered at a 1012 drain is sent again after the next welcome; at 1013 it fails", async () => {
+  mock.timers.enable({ apis: ["setTimeout"] });
+  try {
+    const h = harness({ backoff: { baseMs: 10, maxMs: 10, factor: 2 } });
+    const s1 = await connected(h);
+    const drained = h.client.submit({ kind: "sleep", args: { ms: 1 } });
+    const ref = (s1.sent[1] as { ref: string }).ref;
+    s1.serverClose(1012, "server restarting");
+    mock.timers.tick(10);
+    await settle();
+    const s2 = h.sockets[1];
+    s2.open();
+    s2.welcome(0);
+    const resent = s2.sent.filter((f) => f.type === "submit") as { ref: string }[];
+    assert.deepEqual(resent.map((f) => f.ref), [ref], "the same submit, once");
+    s2.deliver({ type: "accepted", ref, job_id: "j1" });
+    assert.equal(await drained, "j1");
+
+    const lost = h.client.submit({ kind: "sleep", args: { ms: 1 } });
+    s2.serverClose(1013);
+    await assert.rejects(lost, (e: SluiceError) => e.code === "disconnected" && e.closeCode === 1013);
+  } finally {
+    mock.timers.reset();
+  }
+});
+
 test("ping measures the round trip; state observable subscribes and unsubscribes", async () => {
   let clock = 1000;
   const h = harness({ now: () => clock });
