@@ -10,14 +10,19 @@ pub use sluice_proto::Claims;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("missing token")]
+    /// No token in `hello` nor in the upgrade request.
     Missing,
     #[error("token expired")]
+    /// Its `exp` has passed.
     Expired,
     #[error("invalid token")]
+    /// Not a token signed with the configured secret.
     Invalid,
     #[error("wrong audience")]
+    /// Not for the configured audience.
     Audience,
     #[error("invalid user id")]
+    /// Its `sub` is empty or longer than a routing key allows.
     BadSubject,
 }
 

@@ -51,8 +51,11 @@ pub struct AppState {
 
 /// Handles of the metrics updated for every frame.
 pub struct PerFrameMetrics {
+    /// Text frames received.
     pub frames_in: metrics::Counter,
+    /// Text frames sent.
     pub frames_out: metrics::Counter,
+    /// From the runner's publish to the socket write.
     pub event_delivery: metrics::Histogram,
 }
 

@@ -68,10 +68,15 @@ impl InFlight {
 
 /// Everything a job task needs, shared by all of them.
 pub struct Runner {
+    /// Connections for claims, handlers and outcomes.
     pub pool: deadpool_postgres::Pool,
+    /// The handler of each kind.
     pub handlers: Arc<Handlers>,
+    /// Limits, attempts and retry delays.
     pub settings: RunnerConfig,
+    /// Publishes events after their commit.
     pub events: Arc<Publisher>,
+    /// The jobs this runner holds, for cancels.
     pub in_flight: Arc<InFlight>,
     /// Sends transiently failed jobs to their delay tier, exhausted ones to
     /// the dead-letter exchange.

@@ -19,11 +19,17 @@ pub enum ClientFrame<'a> {
     /// Authenticate (and optionally resume); must be the first frame.
     Hello(Hello),
     /// Round-trip probe, answered with `pong` carrying the same id.
-    Ping { id: u64 },
+    Ping {
+        /// Echoed in the `pong`.
+        id: u64,
+    },
     /// Queue a job.
     Submit(Submit<'a>),
     /// Cancel one of the user's jobs.
-    Cancel { job_id: String },
+    Cancel {
+        /// The job to cancel, as sent (checked to be a UUID later).
+        job_id: String,
+    },
 }
 
 /// The `hello` frame.
@@ -74,16 +80,23 @@ pub enum OutgoingFrame {
         resume: Option<Resume>,
     },
     /// Round-trip probe, answered with `pong` carrying the same id.
-    Ping { id: u64 },
+    Ping {
+        /// Echoed in the `pong`.
+        id: u64,
+    },
     /// Queue a job; answered with `accepted` or `error` carrying the same `ref`.
     Submit {
         /// The client's correlation string, at most 64 characters.
         #[serde(rename = "ref")]
         reference: String,
+        /// The job: its kind and args.
         job: JobRequest,
     },
     /// Cancel one of the user's jobs.
-    Cancel { job_id: String },
+    Cancel {
+        /// The job to cancel.
+        job_id: String,
+    },
 }
 
 impl OutgoingFrame {
@@ -108,11 +121,18 @@ pub enum DecodeError {
     BadField(&'static str),
     /// A submit naming a kind this deployment does not run; carries the ref.
     #[error("unknown job kind `{kind}`")]
-    UnknownKind { reference: String, kind: String },
+    UnknownKind {
+        /// The submit's `ref`.
+        reference: String,
+        /// The kind it named.
+        kind: String,
+    },
     /// A submit whose args do not fit its kind; carries the ref.
     #[error("{error}")]
     BadArgs {
+        /// The submit's `ref`.
         reference: String,
+        /// What is wrong with the args.
         error: JobArgsError,
     },
 }

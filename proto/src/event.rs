@@ -10,12 +10,17 @@ use crate::ErrorCode;
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
+    /// Waiting for a runner (not sent today: `accepted` says it).
     Queued,
+    /// A runner took it.
     Running,
     /// Advisory and not stored: its `seq` is 0.
     Progress,
+    /// Ended with a result.
     Done,
+    /// Ended with an error.
     Failed,
+    /// Ended by a cancel.
     Cancelled,
 }
 
@@ -45,7 +50,9 @@ impl EventStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Progress {
+    /// Units done so far.
     pub done: u64,
+    /// Units in all.
     pub total: u64,
 }
 
@@ -53,7 +60,9 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct JobError {
+    /// What kind of failure, for clients to branch on.
     pub code: ErrorCode,
+    /// A human-readable explanation (may quote the offending value).
     pub message: String,
 }
 
@@ -63,12 +72,17 @@ pub struct JobError {
 pub struct EventFrame {
     /// The user's next seq for stored events; 0 for `progress`.
     pub seq: u64,
+    /// The job it reports on.
     pub job_id: Uuid,
+    /// What happened.
     pub status: EventStatus,
+    /// For `progress`: how far it got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// For `done`: the handler's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
+    /// For `failed`: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,
 }
@@ -79,8 +93,11 @@ pub struct EventFrame {
 /// forwards those same bytes; the frame is never re-encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct EventHead {
+    /// The event's seq (0 for `progress`).
     pub seq: u64,
+    /// The job it reports on.
     pub job_id: Uuid,
+    /// What happened.
     pub status: EventStatus,
 }
 

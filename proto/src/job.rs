@@ -185,7 +185,10 @@ impl OwnedJobEnvelope {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ControlMessage {
     /// Stop this job if you are running it: cancel its query, roll back.
-    Cancel { job_id: Uuid },
+    Cancel {
+        /// The job to stop.
+        job_id: Uuid,
+    },
 }
 
 #[cfg(test)]

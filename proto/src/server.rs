@@ -12,27 +12,41 @@ use crate::{ErrorCode, EventFrame};
 pub enum ServerFrame {
     /// The answer to `hello`.
     Welcome {
+        /// This session's id, for logs.
         session: String,
+        /// The user the token names.
         user: String,
+        /// How often the server pings; two silent intervals close the session.
         heartbeat_ms: u64,
+        /// Whether every stored event after the client's `resume.after`
+        /// follows (false: some were pruned, or this is a fresh start).
         resumed: bool,
+        /// The user's newest stored seq at this moment.
         last_seq: u64,
     },
     /// The answer to `ping`.
-    Pong { id: u64 },
+    Pong {
+        /// The `ping`'s id.
+        id: u64,
+    },
     /// The job is durably queued.
     Accepted {
+        /// The submit's `ref`.
         #[serde(rename = "ref")]
         reference: String,
+        /// The id the gateway gave the job.
         job_id: Uuid,
     },
     /// A job event.
     Event(EventFrame),
     /// A refused frame or submission; the session stays up.
     Error {
+        /// The `ref` of the submit it answers, if it answers one.
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
+        /// What kind of refusal, for clients to branch on.
         code: ErrorCode,
+        /// A human-readable explanation.
         message: String,
     },
 }

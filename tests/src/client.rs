@@ -23,7 +23,9 @@ pub struct Client {
 /// What the server did instead of sending the expected frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Received {
+    /// A decoded server frame.
     Frame(ServerFrame),
+    /// The connection closed, with its close code if a close frame came.
     Closed(Option<u16>),
 }
 

@@ -21,7 +21,9 @@ use crate::registry::Delivery;
 /// A missing range of seqs, `after < seq <= upto`, to read from the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {
+    /// The last seq the session sent.
     pub after: u64,
+    /// The newest seq to read up to.
     pub upto: u64,
 }
 

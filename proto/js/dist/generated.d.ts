@@ -17,19 +17,55 @@ export type OutgoingFrame = {
     token?: string | null;
     type: "hello";
 } | {
+    /**
+     * Echoed in the `pong`.
+     */
     id: number;
     type: "ping";
 } | {
-    job: JobRequest;
+    /**
+     * The job: its kind and args.
+     */
+    job: {
+        args: BatchUpsertArgs;
+        kind: "batch_upsert";
+    } | {
+        args: SleepArgs;
+        kind: "sleep";
+    };
     /**
      * The client's correlation string, at most 64 characters.
      */
     ref: string;
     type: "submit";
 } | {
+    /**
+     * The job to cancel.
+     */
     job_id: string;
     type: "cancel";
 };
+/**
+ * Why a request or a job failed; clients branch on this, never on messages.
+ *
+ * This interface was referenced by `SluiceProtocol`'s JSON-Schema
+ * via the `definition` "ErrorCode".
+ */
+export type ErrorCode = "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal" | "unauthorized" | "conflict" | "too_large" | "rate_limited" | "no_route";
+/**
+ * Where a job is in its lifecycle, as seen in `event` frames.
+ *
+ * This interface was referenced by `SluiceProtocol`'s JSON-Schema
+ * via the `definition` "EventStatus".
+ */
+export type EventStatus = "queued" | "running" | "progress" | "done" | "failed" | "cancelled";
+/**
+ * The job kinds this version of Sluice runs (PROTOCOL.md section 2).
+ *
+ * This interface was referenced by `SluiceProtocol`'s JSON-Schema
+ * via the `definition` "JobKind".
+ */
+export type JobKind = "batch_upsert" | "sleep";
 /**
  * A job as a client asks for it: `{kind, args}` with the args typed by
  * kind. The gateway reads submits with [`crate::ClientFrame::decode`]
@@ -47,51 +83,64 @@ export type JobRequest = {
     kind: "sleep";
 };
 /**
- * Why a request or a job failed; clients branch on this, never on messages.
- *
- * This interface was referenced by `SluiceProtocol`'s JSON-Schema
- * via the `definition` "ErrorCode".
- */
-export type ErrorCode = "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal" | "unauthorized" | "conflict" | "too_large" | "rate_limited" | "no_route";
-/**
- * Where a job is in its lifecycle, as seen in `event` frames.
- *
- * This interface was referenced by `SluiceProtocol`'s JSON-Schema
- * via the `definition` "EventStatus".
- */
-export type EventStatus = ("queued" | "running" | "done" | "failed" | "cancelled") | "progress";
-/**
- * The job kinds this version of Sluice runs (PROTOCOL.md section 2).
- *
- * This interface was referenced by `SluiceProtocol`'s JSON-Schema
- * via the `definition` "JobKind".
- */
-export type JobKind = "batch_upsert" | "sleep";
-/**
  * A server-to-client frame; encoded once and sent as text.
  *
  * This interface was referenced by `SluiceProtocol`'s JSON-Schema
  * via the `definition` "ServerFrame".
  */
 export type ServerFrame = {
+    /**
+     * How often the server pings; two silent intervals close the session.
+     */
     heartbeat_ms: number;
+    /**
+     * The user's newest stored seq at this moment.
+     */
     last_seq: number;
+    /**
+     * Whether every stored event after the client's `resume.after`
+     * follows (false: some were pruned, or this is a fresh start).
+     */
     resumed: boolean;
+    /**
+     * This session's id, for logs.
+     */
     session: string;
     type: "welcome";
+    /**
+     * The user the token names.
+     */
     user: string;
 } | {
+    /**
+     * The `ping`'s id.
+     */
     id: number;
     type: "pong";
 } | {
+    /**
+     * The id the gateway gave the job.
+     */
     job_id: string;
+    /**
+     * The submit's `ref`.
+     */
     ref: string;
     type: "accepted";
 } | (EventFrame & {
     type: "event";
 }) | {
-    code: ErrorCode;
+    /**
+     * Why a request or a job failed; clients branch on this, never on messages.
+     */
+    code: "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal" | "unauthorized" | "conflict" | "too_large" | "rate_limited" | "no_route";
+    /**
+     * A human-readable explanation.
+     */
     message: string;
+    /**
+     * The `ref` of the submit it answers, if it answers one.
+     */
     ref?: string | null;
     type: "error";
 };
@@ -165,15 +214,32 @@ export interface SleepArgs {
  * via the `definition` "EventFrame".
  */
 export interface EventFrame {
+    /**
+     * For `failed`: why.
+     */
     error?: JobError | null;
+    /**
+     * The job it reports on.
+     */
     job_id: string;
+    /**
+     * For `progress`: how far it got.
+     */
     progress?: Progress | null;
-    result?: unknown;
+    /**
+     * For `done`: the handler's result.
+     */
+    result?: {
+        [k: string]: unknown;
+    };
     /**
      * The user's next seq for stored events; 0 for `progress`.
      */
     seq: number;
-    status: EventStatus;
+    /**
+     * Where a job is in its lifecycle, as seen in `event` frames.
+     */
+    status: "queued" | "running" | "progress" | "done" | "failed" | "cancelled";
 }
 /**
  * `event.error`, also stored on a failed job.
@@ -182,7 +248,13 @@ export interface EventFrame {
  * via the `definition` "JobError".
  */
 export interface JobError {
-    code: ErrorCode;
+    /**
+     * Why a request or a job failed; clients branch on this, never on messages.
+     */
+    code: "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal" | "unauthorized" | "conflict" | "too_large" | "rate_limited" | "no_route";
+    /**
+     * A human-readable explanation (may quote the offending value).
+     */
     message: string;
 }
 /**
@@ -192,6 +264,12 @@ export interface JobError {
  * via the `definition` "Progress".
  */
 export interface Progress {
+    /**
+     * Units done so far.
+     */
     done: number;
+    /**
+     * Units in all.
+     */
     total: number;
 }

@@ -22,11 +22,25 @@ export type OutgoingFrame =
       type: "hello";
     }
   | {
+      /**
+       * Echoed in the `pong`.
+       */
       id: number;
       type: "ping";
     }
   | {
-      job: JobRequest;
+      /**
+       * The job: its kind and args.
+       */
+      job:
+        | {
+            args: BatchUpsertArgs;
+            kind: "batch_upsert";
+          }
+        | {
+            args: SleepArgs;
+            kind: "sleep";
+          };
       /**
        * The client's correlation string, at most 64 characters.
        */
@@ -34,26 +48,11 @@ export type OutgoingFrame =
       type: "submit";
     }
   | {
+      /**
+       * The job to cancel.
+       */
       job_id: string;
       type: "cancel";
-    };
-/**
- * A job as a client asks for it: `{kind, args}` with the args typed by
- * kind. The gateway reads submits with [`crate::ClientFrame::decode`]
- * (args kept raw); this owned form is for clients, and the TypeScript
- * client's types are generated from it.
- *
- * This interface was referenced by `SluiceProtocol`'s JSON-Schema
- * via the `definition` "JobRequest".
- */
-export type JobRequest =
-  | {
-      args: BatchUpsertArgs;
-      kind: "batch_upsert";
-    }
-  | {
-      args: SleepArgs;
-      kind: "sleep";
     };
 /**
  * Why a request or a job failed; clients branch on this, never on messages.
@@ -83,7 +82,7 @@ export type ErrorCode =
  * This interface was referenced by `SluiceProtocol`'s JSON-Schema
  * via the `definition` "EventStatus".
  */
-export type EventStatus = ("queued" | "running" | "done" | "failed" | "cancelled") | "progress";
+export type EventStatus = "queued" | "running" | "progress" | "done" | "failed" | "cancelled";
 /**
  * The job kinds this version of Sluice runs (PROTOCOL.md section 2).
  *
@@ -92,6 +91,24 @@ export type EventStatus = ("queued" | "running" | "done" | "failed" | "cancelled
  */
 export type JobKind = "batch_upsert" | "sleep";
 /**
+ * A job as a client asks for it: `{kind, args}` with the args typed by
+ * kind. The gateway reads submits with [`crate::ClientFrame::decode`]
+ * (args kept raw); this owned form is for clients, and the TypeScript
+ * client's types are generated from it.
+ *
+ * This interface was referenced by `SluiceProtocol`'s JSON-Schema
+ * via the `definition` "JobRequest".
+ */
+export type JobRequest =
+  | {
+      args: BatchUpsertArgs;
+      kind: "batch_upsert";
+    }
+  | {
+      args: SleepArgs;
+      kind: "sleep";
+    };
+/**
  * A server-to-client frame; encoded once and sent as text.
  *
  * This interface was referenced by `SluiceProtocol`'s JSON-Schema
@@ -99,19 +116,44 @@ export type JobKind = "batch_upsert" | "sleep";
  */
 export type ServerFrame =
   | {
+      /**
+       * How often the server pings; two silent intervals close the session.
+       */
       heartbeat_ms: number;
+      /**
+       * The user's newest stored seq at this moment.
+       */
       last_seq: number;
+      /**
+       * Whether every stored event after the client's `resume.after`
+       * follows (false: some were pruned, or this is a fresh start).
+       */
       resumed: boolean;
+      /**
+       * This session's id, for logs.
+       */
       session: string;
       type: "welcome";
+      /**
+       * The user the token names.
+       */
       user: string;
     }
   | {
+      /**
+       * The `ping`'s id.
+       */
       id: number;
       type: "pong";
     }
   | {
+      /**
+       * The id the gateway gave the job.
+       */
       job_id: string;
+      /**
+       * The submit's `ref`.
+       */
       ref: string;
       type: "accepted";
     }
@@ -119,8 +161,32 @@ export type ServerFrame =
       type: "event";
     })
   | {
-      code: ErrorCode;
+      /**
+       * Why a request or a job failed; clients branch on this, never on messages.
+       */
+      code:
+        | "bad_request"
+        | "unknown_kind"
+        | "bad_args"
+        | "bad_id"
+        | "not_found"
+        | "unavailable"
+        | "overloaded"
+        | "timeout"
+        | "cancelled"
+        | "internal"
+        | "unauthorized"
+        | "conflict"
+        | "too_large"
+        | "rate_limited"
+        | "no_route";
+      /**
+       * A human-readable explanation.
+       */
       message: string;
+      /**
+       * The `ref` of the submit it answers, if it answers one.
+       */
       ref?: string | null;
       type: "error";
     };
@@ -195,15 +261,32 @@ export interface SleepArgs {
  * via the `definition` "EventFrame".
  */
 export interface EventFrame {
+  /**
+   * For `failed`: why.
+   */
   error?: JobError | null;
+  /**
+   * The job it reports on.
+   */
   job_id: string;
+  /**
+   * For `progress`: how far it got.
+   */
   progress?: Progress | null;
-  result?: unknown;
+  /**
+   * For `done`: the handler's result.
+   */
+  result?: {
+    [k: string]: unknown;
+  };
   /**
    * The user's next seq for stored events; 0 for `progress`.
    */
   seq: number;
-  status: EventStatus;
+  /**
+   * Where a job is in its lifecycle, as seen in `event` frames.
+   */
+  status: "queued" | "running" | "progress" | "done" | "failed" | "cancelled";
 }
 /**
  * `event.error`, also stored on a failed job.
@@ -212,7 +295,28 @@ export interface EventFrame {
  * via the `definition` "JobError".
  */
 export interface JobError {
-  code: ErrorCode;
+  /**
+   * Why a request or a job failed; clients branch on this, never on messages.
+   */
+  code:
+    | "bad_request"
+    | "unknown_kind"
+    | "bad_args"
+    | "bad_id"
+    | "not_found"
+    | "unavailable"
+    | "overloaded"
+    | "timeout"
+    | "cancelled"
+    | "internal"
+    | "unauthorized"
+    | "conflict"
+    | "too_large"
+    | "rate_limited"
+    | "no_route";
+  /**
+   * A human-readable explanation (may quote the offending value).
+   */
   message: string;
 }
 /**
@@ -222,6 +326,12 @@ export interface JobError {
  * via the `definition` "Progress".
  */
 export interface Progress {
+  /**
+   * Units done so far.
+   */
   done: number;
+  /**
+   * Units in all.
+   */
   total: number;
 }
