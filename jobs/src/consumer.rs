@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::attempt::{self, AfterClaim, Settle};
 use crate::error::JobFailure;
 use crate::handlers::{Handlers, JobContext};
 
@@ -284,14 +285,6 @@ impl Ended {
     }
 }
 
-/// Why the handler did not finish.
-enum Interrupted {
-    Cancelled,
-    TimedOut(Duration),
-    /// The runner is stopping: give the job to another runner.
-    HandBack,
-}
-
 /// One attempt at a job. `Ok` (with the outcome's metric label) means its
 /// outcome is committed, or it had already ended, and the delivery may be
 /// acknowledged; `Err` means hand it back.
@@ -305,131 +298,108 @@ async fn run_job(
     let claim = lifecycle::claim(&*tx, job, runner.settings.max_attempts).await?;
     tx.commit().await?;
 
-    let dead_letter = match &claim {
-        Claim::Exhausted {
-            attempts,
-            last_error,
-        } => Some((*attempts, last_error.clone())),
-        _ => None,
-    };
-    let outcome = match claim {
-        Claim::Finished => {
-            tracing::info!("job already ended; skipping redelivery");
-            return Ok(Ended::plain("skipped"));
+    let (outcome, dead_letter) = match attempt::after_claim(&claim) {
+        AfterClaim::Skip(label) => {
+            tracing::info!(label, "nothing to run for this delivery; skipping it");
+            return Ok(Ended::plain(label));
         }
-        Claim::NotQueued => {
-            tracing::warn!(
-                "no queued job for this message (its submission was withdrawn); skipping"
-            );
-            return Ok(Ended::plain("withdrawn"));
-        }
-        Claim::CancelRequested => Outcome::Cancelled,
-        Claim::Exhausted {
-            attempts,
-            ref last_error,
-        } => Outcome::Failed(lifecycle::exhausted_error(attempts, last_error.as_deref())),
-        Claim::Run { attempt, running } => {
-            if let Some(event) = running {
-                runner.events.publish_stored(&**client, &event).await;
+        AfterClaim::Record(outcome, dead_letter) => (outcome, dead_letter),
+        AfterClaim::Run(attempt) => {
+            if let Claim::Run {
+                running: Some(event),
+                ..
+            } = &claim
+            {
+                runner.events.publish_stored(&**client, event).await;
             }
-            let limit = runner.settings.timeout(job.kind);
-            tracing::info!(attempt, limit_ms = limit.as_millis() as u64, "running job");
-            let started = std::time::Instant::now();
-            let tx = client.transaction().await?;
-            let statement_limit = (limit + STATEMENT_TIMEOUT_SLACK).as_millis();
-            tx.batch_execute(&format!("SET LOCAL statement_timeout = {statement_limit}"))
-                .await?;
-            let server_cancel = tx.cancel_token();
-            let work = async {
-                match runner.handlers.get(job.kind) {
-                    Some(handler) => {
-                        handler
-                            .run(JobContext {
-                                tx: &tx,
-                                job,
-                                settings: &runner.settings,
-                                events: &runner.events,
-                            })
-                            .await
-                    }
-                    None => Err(JobFailure::Permanent(JobError {
-                        code: ErrorCode::UnknownKind,
-                        message: format!("this runner has no handler for `{}`", job.kind.as_str()),
-                    })),
-                }
-            };
-            let result = tokio::select! {
-                result = work => Ok(result),
-                _ = cancel.cancelled() => Err(Interrupted::Cancelled),
-                _ = tokio::time::sleep(limit) => Err(Interrupted::TimedOut(limit)),
-                _ = runner.hand_back.cancelled() => Err(Interrupted::HandBack),
-            };
-            match result {
-                Ok(Ok(value)) => {
-                    let event = lifecycle::finish(&*tx, job, Outcome::Done(value)).await?;
-                    tx.commit().await?;
-                    tracing::info!(
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "job done"
-                    );
-                    runner.events.publish_stored(&**client, &event).await;
-                    return Ok(Ended::plain("done"));
-                }
-                Ok(Err(JobFailure::Permanent(error))) => {
-                    tx.rollback().await?;
-                    // Code only: a bad value's message can quote row data.
-                    tracing::info!(code = error.code.as_str(), "job failed");
-                    Outcome::Failed(error)
-                }
-                Ok(Err(transient)) => return Err(transient),
-                Err(why) => {
-                    // The handler's future is gone; stop its query on the server too.
-                    if let Err(e) = server_cancel.cancel_query(NoTls).await {
-                        tracing::warn!(error = %e, "could not cancel the job's query");
-                    }
-                    tx.rollback().await?;
-                    match why {
-                        Interrupted::HandBack => {
-                            return Err(JobFailure::Transient("runner shutting down".into()));
-                        }
-                        Interrupted::Cancelled => {
-                            tracing::info!(
-                                elapsed_ms = started.elapsed().as_millis() as u64,
-                                "job cancelled"
-                            );
-                            Outcome::Cancelled
-                        }
-                        Interrupted::TimedOut(limit) => {
-                            tracing::info!(limit_ms = limit.as_millis() as u64, "job timed out");
-                            Outcome::Failed(JobError {
-                                code: ErrorCode::Timeout,
-                                message: format!(
-                                    "job exceeded its time limit of {} ms",
-                                    limit.as_millis()
-                                ),
-                            })
-                        }
-                    }
-                }
+            match execute(runner, &mut client, job, cancel, attempt).await? {
+                Some(outcome) => (outcome, None),
+                None => return Ok(Ended::plain("done")),
             }
         }
     };
-    let label = match &outcome {
-        Outcome::Done(_) => "done",
-        Outcome::Cancelled => "cancelled",
-        Outcome::Failed(e) if e.code == ErrorCode::Timeout => "timeout",
-        Outcome::Failed(_) => "failed",
-    };
+    let label = attempt::label(&outcome, dead_letter.is_some());
     let tx = client.transaction().await?;
     let event = lifecycle::finish(&*tx, job, outcome).await?;
     tx.commit().await?;
     runner.events.publish_stored(&**client, &event).await;
-    Ok(Ended {
-        label: if dead_letter.is_some() {
-            "exhausted"
-        } else {
-            label
-        },
-        dead_letter,
-    })
+    Ok(Ended { label, dead_letter })
+}
+
+/// Runs the handler in its own transaction, racing cancellation, the time
+/// limit and shutdown. `Ok(None)`: done, committed with the work and its
+/// event published. `Ok(Some(outcome))`: rolled back, and this outcome is
+/// to be recorded. `Err`: rolled back, hand the delivery back.
+async fn execute(
+    runner: &Runner,
+    client: &mut deadpool_postgres::Object,
+    job: &OwnedJobEnvelope,
+    cancel: &CancellationToken,
+    attempt: i32,
+) -> Result<Option<Outcome>, JobFailure> {
+    let limit = runner.settings.timeout(job.kind);
+    tracing::info!(attempt, limit_ms = limit.as_millis() as u64, "running job");
+    let started = std::time::Instant::now();
+    let tx = client.transaction().await?;
+    let statement_limit = (limit + STATEMENT_TIMEOUT_SLACK).as_millis();
+    tx.batch_execute(&format!("SET LOCAL statement_timeout = {statement_limit}"))
+        .await?;
+    let server_cancel = tx.cancel_token();
+    let work = async {
+        match runner.handlers.get(job.kind) {
+            Some(handler) => {
+                handler
+                    .run(JobContext {
+                        tx: &tx,
+                        job,
+                        settings: &runner.settings,
+                        events: &runner.events,
+                    })
+                    .await
+            }
+            None => Err(JobFailure::Permanent(JobError {
+                code: ErrorCode::UnknownKind,
+                message: format!("this runner has no handler for `{}`", job.kind.as_str()),
+            })),
+        }
+    };
+    let raced = attempt::race(work, cancel, limit, &runner.hand_back).await;
+    let elapsed_ms = || started.elapsed().as_millis() as u64;
+    let (cancel_query, next) = match attempt::settle(raced) {
+        Settle::CommitDone(value) => {
+            let event = lifecycle::finish(&*tx, job, Outcome::Done(value)).await?;
+            tx.commit().await?;
+            tracing::info!(elapsed_ms = elapsed_ms(), "job done");
+            runner.events.publish_stored(&***client, &event).await;
+            return Ok(None);
+        }
+        Settle::RollBackAndRecord {
+            cancel_query,
+            outcome,
+        } => (cancel_query, Ok(Some(outcome))),
+        Settle::Retry {
+            cancel_query,
+            failure,
+        } => (cancel_query, Err(failure)),
+    };
+    if cancel_query {
+        // The handler's future is gone; stop its query on the server too.
+        if let Err(e) = server_cancel.cancel_query(NoTls).await {
+            tracing::warn!(error = %e, "could not cancel the job's query");
+        }
+    }
+    tx.rollback().await?;
+    match &next {
+        // Code only: a bad value's message can quote row data.
+        Ok(Some(Outcome::Failed(e))) => {
+            tracing::info!(
+                code = e.code.as_str(),
+                elapsed_ms = elapsed_ms(),
+                "job failed"
+            )
+        }
+        Ok(Some(Outcome::Cancelled)) => tracing::info!(elapsed_ms = elapsed_ms(), "job cancelled"),
+        _ => {}
+    }
+    next
 }

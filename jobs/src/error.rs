@@ -4,7 +4,7 @@ use sluice_proto::{ErrorCode, JobError};
 
 /// How a job attempt failed, by what happens next (STYLE: errors by what the
 /// caller does next).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, thiserror::Error)]
 pub enum JobFailure {
     /// The job can never succeed as submitted (bad args, constraint
     /// violation): it fails now, its transaction rolled back.

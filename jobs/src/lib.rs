@@ -2,6 +2,7 @@
 //! database work, commits each job's outcome together with its event, then
 //! publishes the event. See `docs/architecture.md`.
 
+mod attempt;
 pub mod catalog;
 pub mod config;
 pub mod consumer;

@@ -108,7 +108,7 @@ pub async fn claim<C: GenericClient>(
 }
 
 /// How a job ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// It worked; the handler's result.
     Done(serde_json::Value),
