@@ -2,10 +2,9 @@
 //! `[auth]`), and the shared `[database]`, `[amqp]` and `[log]` sections,
 //! read by `sluice_process::config` and validated here.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 use sluice_broker::AmqpConfig;
+use sluice_process::config::Settings;
 use sluice_process::{ConfigError, LogConfig};
 use sluice_store::DatabaseConfig;
 
@@ -135,45 +134,18 @@ impl Default for GatewayConfig {
     }
 }
 
-impl Config {
-    /// Loads defaults, then the file (argument, else `SLUICE_CONFIG`), then
-    /// the environment, and validates the result.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let config: Config = sluice_process::config::load(file)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Loads defaults and the file only, ignoring the environment.
-    pub fn load_file(file: &Path) -> Result<Self, ConfigError> {
-        let config: Config = sluice_process::config::load_file(file)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Loads defaults, then `file` if given (not `SLUICE_CONFIG`), then the
-    /// environment, then `overrides` named like the environment variables
-    /// (see `sluice_process::config::load_with`), and validates the result.
-    /// For starting the gateway in-process without touching the process
-    /// environment.
-    pub fn load_with(
-        file: Option<&Path>,
-        overrides: &[(String, String)],
-    ) -> Result<Self, ConfigError> {
-        let config: Config = sluice_process::config::load_with(file, overrides)?;
-        config.validate()?;
-        Ok(config)
-    }
-
+impl Settings for Config {
     /// Checks every section the gateway reads; names the bad setting.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         self.database.validate()?;
         self.amqp.validate()?;
         self.auth.validate()?;
         self.gateway.validate()?;
         Ok(())
     }
+}
 
+impl Config {
     /// True when the development JWT secret is in use (logged loudly).
     pub fn uses_dev_secret(&self) -> bool {
         self.auth.jwt_secret == DEV_JWT_SECRET
@@ -253,6 +225,8 @@ pub const MAX_DURATION_MS: u64 = 86_400_000;
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]

@@ -3,6 +3,7 @@
 //! address, its shutdown trigger and a `join()` that reports how it ended,
 //! a panic included. The binary and the end-to-end tests start it alike.
 
+use sluice_process::config::Settings;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! `sluice-gateway`: parses arguments and hands over to the library.
 
+use sluice_process::config::Settings;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

@@ -2,6 +2,7 @@
 //! so the file documents exactly what a user gets.
 
 use sluice_gateway::config::Config;
+use sluice_process::config::Settings;
 
 #[test]
 fn example_config_matches_the_gateways_defaults() {

@@ -3,11 +3,11 @@
 //! `sluice_process::config` and validated here.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_broker::AmqpConfig;
+use sluice_process::config::Settings;
 use sluice_process::{ConfigError, LogConfig};
 use sluice_store::DatabaseConfig;
 
@@ -81,38 +81,9 @@ impl Default for RunnerConfig {
     }
 }
 
-impl Config {
-    /// Loads defaults, then the file (argument, else `SLUICE_CONFIG`), then
-    /// the environment, and validates the result.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let config: Config = sluice_process::config::load(file)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Loads defaults and the file only, ignoring the environment.
-    pub fn load_file(file: &Path) -> Result<Self, ConfigError> {
-        let config: Config = sluice_process::config::load_file(file)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Loads defaults, then `file` if given (not `SLUICE_CONFIG`), then the
-    /// environment, then `overrides` named like the environment variables
-    /// (see `sluice_process::config::load_with`), and validates the result.
-    /// For starting the runner in-process without touching the process
-    /// environment.
-    pub fn load_with(
-        file: Option<&Path>,
-        overrides: &[(String, String)],
-    ) -> Result<Self, ConfigError> {
-        let config: Config = sluice_process::config::load_with(file, overrides)?;
-        config.validate()?;
-        Ok(config)
-    }
-
+impl Settings for Config {
     /// Checks every section the runner reads; names the bad setting.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         self.database.validate()?;
         self.amqp.validate()?;
         self.runner.validate()?;
@@ -210,6 +181,8 @@ impl RunnerConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]

@@ -6,6 +6,7 @@
 //! Named `JobRunner`, not `Runner`: [`crate::consumer::Runner`] is the
 //! state the job tasks share.
 
+use sluice_process::config::Settings;
 use std::future::Future;
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! `sluice-jobs`: the runner binary. Parses arguments and hands over to the
 //! library.
 
+use sluice_process::config::Settings;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

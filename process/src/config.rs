@@ -129,6 +129,37 @@ fn extract<C: DeserializeOwned>(figment: Figment) -> Result<C, ConfigError> {
     Ok(figment.extract().map_err(Box::new)?)
 }
 
+/// A binary's whole configuration: the sections it reads and how it checks
+/// them. Loading is the same for every binary, so it lives here once.
+pub trait Settings: Serialize + DeserializeOwned + Default {
+    /// Checks every section the binary reads; names the bad setting.
+    fn validate(&self) -> Result<(), ConfigError>;
+
+    /// Loads defaults, then the file (argument, else `SLUICE_CONFIG`), then
+    /// the environment, and validates the result.
+    fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        checked(load(file)?)
+    }
+
+    /// Loads defaults and the file only, ignoring the environment.
+    fn load_file(file: &Path) -> Result<Self, ConfigError> {
+        checked(load_file(file)?)
+    }
+
+    /// Loads defaults, then `file` if given (not `SLUICE_CONFIG`), then the
+    /// environment, then `overrides` named like the environment variables
+    /// (see [`load_with`]), and validates the result. For starting a
+    /// service in-process without touching the process environment.
+    fn load_with(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Self, ConfigError> {
+        checked(load_with(file, overrides)?)
+    }
+}
+
+fn checked<C: Settings>(config: C) -> Result<C, ConfigError> {
+    config.validate()?;
+    Ok(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -365,7 +365,10 @@ impl System {
             let log = format!("gateway{i}-{}.log", gateway.starts + 1);
             Running::Process(self.command("sluice-gateway", &log, &settings))
         } else {
-            let config = sluice_gateway::config::Config::load_with(None, &settings)
+            let config =
+                <sluice_gateway::config::Config as sluice_process::config::Settings>::load_with(
+                    None, &settings,
+                )
                 .unwrap_or_else(|e| panic!("gateway {i} settings: {e}"));
             sluice_process::logs::init(&config.log);
             let listener = self.gateways[i]
@@ -419,7 +422,10 @@ impl System {
             let log = format!("runner-{}.log", self.runner_starts);
             Running::Process(self.command("sluice-jobs", &log, &settings))
         } else {
-            let config = sluice_jobs::config::Config::load_with(None, &settings)
+            let config =
+                <sluice_jobs::config::Config as sluice_process::config::Settings>::load_with(
+                    None, &settings,
+                )
                 .unwrap_or_else(|e| panic!("runner settings: {e}"));
             sluice_process::logs::init(&config.log);
             Running::InProcess(InProcess::start("runner".into(), 0, || {
