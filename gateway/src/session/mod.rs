@@ -13,6 +13,8 @@
 mod env;
 mod hello;
 pub mod sequencer;
+#[cfg(test)]
+mod tests;
 
 pub use env::{EventLog, EventReader, JobCommands, SessionEnv};
 
