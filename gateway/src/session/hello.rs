@@ -6,22 +6,22 @@ use std::time::Duration;
 
 use futures_util::{Sink, Stream, StreamExt};
 use sluice_proto::{ClientFrame, Resume, ServerFrame};
-use sluice_store::events;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use sluice_proto::CloseCode;
 
-use super::{End, HeaderAuth, Session, read_error};
+use super::{End, EventReader, HeaderAuth, Session, SessionEnv, read_error};
 use crate::auth::{AuthError, Claims};
 use crate::session::sequencer::Sequencer;
 
 /// Events read from the log per query while replaying.
 const REPLAY_PAGE: i64 = 1000;
 
-impl<S> Session<S>
+impl<S, E> Session<S, E>
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+    E: SessionEnv,
 {
     /// Waits for `hello` and authenticates it (its token, else the upgrade's
     /// `Authorization` header). Anything else first closes with 1008.
@@ -29,7 +29,7 @@ where
         &mut self,
         header_auth: HeaderAuth,
     ) -> Result<(Claims, Option<Resume>), End> {
-        let limit = Duration::from_millis(self.state.config.gateway.hello_timeout_ms);
+        let limit = Duration::from_millis(self.state.gateway().hello_timeout_ms);
         let deadline = Instant::now() + limit;
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
@@ -53,7 +53,7 @@ where
                 _ => return Err(End::close(CloseCode::Policy, "first frame must be hello")),
             };
             let claims = match (hello.token, header_auth) {
-                (Some(token), _) => self.state.verifier.verify(&token),
+                (Some(token), _) => self.state.verifier().verify(&token),
                 (None, Some(from_header)) => from_header,
                 (None, None) => Err(AuthError::Missing),
             }
@@ -72,18 +72,16 @@ where
                 "database unavailable, try again later",
             )
         };
-        let state = self.state.clone();
-        let client = state.pool.get().await.map_err(|e| unavailable(&e))?;
+        let client = self.state.reader().await.map_err(|e| unavailable(&e))?;
         let user = self.user.clone();
-        let last_seq = events::last_seq(&**client, &user)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let last_seq = client.last_seq(&user).await.map_err(|e| unavailable(&e))?;
         let replay_after = match resume {
             None => None,
             Some(Resume { after, .. }) if after == last_seq => Some(after),
             Some(Resume { after, .. }) if after > last_seq => None,
             Some(Resume { after, .. }) => {
-                let oldest = events::oldest_seq(&**client, &user)
+                let oldest = client
+                    .oldest_seq(&user)
                     .await
                     .map_err(|e| unavailable(&e))?;
                 oldest.filter(|oldest| *oldest <= after + 1).map(|_| after)
@@ -92,14 +90,15 @@ where
         self.send_frame(&ServerFrame::Welcome {
             session: self.id.to_string(),
             user: user.to_string(),
-            heartbeat_ms: state.config.gateway.heartbeat_ms,
+            heartbeat_ms: self.state.gateway().heartbeat_ms,
             resumed: replay_after.is_some(),
             last_seq,
         })
         .await?;
         if let Some(mut cursor) = replay_after {
             while cursor < last_seq {
-                let page = events::read_range(&**client, &user, cursor, last_seq, REPLAY_PAGE)
+                let page = client
+                    .read_range(&user, cursor, last_seq, REPLAY_PAGE)
                     .await
                     .map_err(|e| unavailable(&e))?;
                 let Some(&(newest, _)) = page.last() else {

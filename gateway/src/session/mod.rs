@@ -6,10 +6,17 @@
 //! The loop only moves frames. Publishing a job and reading the database
 //! happen in spawned tasks whose results come back through `tasks`, so a
 //! `ping` is answered at once whatever else this session has running.
-//! Generic over the socket so unit tests can drive it with channels.
+//! Generic over the socket and over its environment ([`SessionEnv`]: the
+//! event log, the job commands, the shared in-memory parts), so unit tests
+//! drive it over an in-memory socket with fakes.
 
+mod env;
 mod hello;
 pub mod sequencer;
+#[cfg(test)]
+mod tests;
+
+pub use env::{EventLog, EventReader, JobCommands, SessionEnv};
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -21,7 +28,6 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use sluice_proto::CloseCode;
 use sluice_proto::{ClientFrame, ErrorCode, EventHead, ServerFrame, Submit};
-use sluice_store::events;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -33,7 +39,6 @@ use uuid::Uuid;
 use crate::auth::{AuthError, Claims};
 use crate::jobs::{self, Cancelled, CommandError};
 use crate::registry::{Delivery, Mailbox};
-use crate::state::AppState;
 use sequencer::{Gap, Sequencer};
 
 /// How long a gap in the seqs may last before it is read from the database.
@@ -85,14 +90,15 @@ pub type HeaderAuth = Option<Result<Claims, AuthError>>;
 /// closes it. Built outside the future, so that the task holding it keeps
 /// only the session and its span (an idle session's memory is mostly this
 /// future).
-pub fn run<S>(
+pub fn run<S, E>(
     ws: S,
-    state: Arc<AppState>,
+    state: Arc<E>,
     header_auth: HeaderAuth,
     peer: &str,
-) -> impl Future<Output = ()> + use<S>
+) -> impl Future<Output = ()> + use<S, E>
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+    E: SessionEnv,
 {
     let mut session = Session {
         ws,
@@ -124,9 +130,9 @@ where
     .instrument(span)
 }
 
-pub(crate) struct Session<S> {
+pub(crate) struct Session<S, E> {
     ws: S,
-    state: Arc<AppState>,
+    state: Arc<E>,
     user: Arc<str>,
     id: Uuid,
     seq: Sequencer,
@@ -148,9 +154,10 @@ pub(crate) struct Session<S> {
     out: Vec<Delivery>,
 }
 
-impl<S> Session<S>
+impl<S, E> Session<S, E>
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+    E: SessionEnv,
 {
     async fn lifecycle(&mut self, header_auth: HeaderAuth) -> End {
         let (claims, resume) = match self.hello(header_auth).await {
@@ -161,7 +168,7 @@ where
         tracing::Span::current().record("user", claims.sub.as_str());
         // Register before reading the database, so that no event committed
         // in between is missed: it is either read back or waiting in the inbox.
-        let Ok((_registration, inbox)) = self.state.registry.register(self.user.clone()) else {
+        let Ok((_registration, inbox)) = self.state.registry().register(self.user.clone()) else {
             return End::close(CloseCode::Policy, "too many sessions for this user");
         };
         // Boxed: the database reads make its future large, and an idle
@@ -175,11 +182,11 @@ where
     }
 
     async fn serve(&mut self, mut inbox: Mailbox) -> End {
-        let beat = Duration::from_millis(self.state.config.gateway.heartbeat_ms);
+        let beat = Duration::from_millis(self.state.gateway().heartbeat_ms);
         let mut heartbeat = tokio::time::interval_at(Instant::now() + beat, beat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let shutdown = self.state.shutdown.clone();
-        let mut reconnects = self.state.broker_reconnects.subscribe();
+        let shutdown = self.state.shutdown().clone();
+        let mut reconnects = self.state.broker_reconnects().subscribe();
         // When draining, the moment this session closes with 1012: a random
         // point in the spread, and not before its own submits are answered.
         let mut drain_at: Option<Instant> = None;
@@ -191,7 +198,7 @@ where
             let close_due = drain_at.filter(|_| self.inflight == 0);
             let step = tokio::select! {
                 _ = shutdown.cancelled(), if drain_at.is_none() => {
-                    let spread = self.state.config.gateway.drain_spread_ms;
+                    let spread = self.state.gateway().drain_spread_ms;
                     let delay = Duration::from_millis((rand::random::<f64>() * spread as f64) as u64);
                     drain_at = Some(Instant::now() + delay);
                     Ok(())
@@ -251,7 +258,7 @@ where
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
-        self.state.per_frame.frames_in.increment(1);
+        self.state.per_frame().frames_in.increment(1);
         let frame = match ClientFrame::decode(text) {
             Ok(frame) => frame,
             Err(e) => {
@@ -291,7 +298,7 @@ where
         message: String,
     ) -> Result<(), End> {
         self.bad_frames += 1;
-        if self.bad_frames > self.state.config.gateway.max_bad_frames {
+        if self.bad_frames > self.state.gateway().max_bad_frames {
             return Err(End::close(CloseCode::Policy, "too many bad frames"));
         }
         self.send_frame(&ServerFrame::Error {
@@ -303,7 +310,7 @@ where
     }
 
     async fn submit(&mut self, submit: Submit<'_>) -> Result<(), End> {
-        if self.inflight >= self.state.config.gateway.max_inflight_submits {
+        if self.inflight >= self.state.gateway().max_inflight_submits {
             jobs::count_rejected("overloaded");
             return self
                 .send_frame(&ServerFrame::Error {
@@ -322,9 +329,9 @@ where
         let reference = submit.reference;
         let kind = submit.kind;
         // Tracked, so a draining gateway finishes in-flight publishes.
-        let task = self.state.sessions.spawn(
+        let task = self.state.tasks().spawn(
             async move {
-                let result = jobs::submit(&state, job_id, &user, kind, &args).await;
+                let result = state.submit(job_id, &user, kind, &args).await;
                 TaskDone::Submitted {
                     reference,
                     job_id,
@@ -352,7 +359,7 @@ where
         // Each cancel is a database transaction: like submits, a session
         // may have only so many under way, or a flood of cancels would
         // spawn tasks and hold pooled connections without bound.
-        if self.inflight >= self.state.config.gateway.max_inflight_submits {
+        if self.inflight >= self.state.gateway().max_inflight_submits {
             return self
                 .send_frame(&ServerFrame::Error {
                     reference: None,
@@ -366,7 +373,7 @@ where
         let user = self.user.clone();
         self.tasks.push(tokio::spawn(
             async move {
-                let result = jobs::cancel(&state, &user, job_id, false).await;
+                let result = state.cancel(&user, job_id).await;
                 TaskDone::CancelDone { job_id, result }
             }
             .in_current_span(),
@@ -471,16 +478,16 @@ where
     /// being re-declared after a broker restart were confirmed by the broker
     /// but reached no one; this is how open sessions still get them.
     fn catch_up(&mut self) {
-        let pool = self.state.pool.clone();
+        let log = self.state.clone();
         let user = self.user.clone();
         let after = self.seq.last_sent();
         self.tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 1000)).await;
             let rows = async {
-                let client = pool.get().await.map_err(|e| e.to_string())?;
-                events::read_range(&**client, &user, after, i64::MAX as u64, 10_000)
+                let reader = log.reader().await?;
+                reader
+                    .read_range(&user, after, i64::MAX as u64, 10_000)
                     .await
-                    .map_err(|e| e.to_string())
             }
             .await;
             TaskDone::CatchUp { rows }
@@ -496,7 +503,7 @@ where
                 if result.is_ok() && delivery.published_ms > 0 {
                     let ms = sluice_proto::now_ms().saturating_sub(delivery.published_ms);
                     self.state
-                        .per_frame
+                        .per_frame()
                         .event_delivery
                         .record(ms as f64 / 1000.0);
                 }
@@ -518,15 +525,13 @@ where
             return;
         };
         self.gap_reading = true;
-        let pool = self.state.pool.clone();
+        let log = self.state.clone();
         let user = self.user.clone();
         self.tasks.push(tokio::spawn(async move {
             let rows = async {
-                let client = pool.get().await.map_err(|e| e.to_string())?;
+                let reader = log.reader().await?;
                 let limit = (gap.upto - gap.after) as i64;
-                events::read_range(&**client, &user, gap.after, gap.upto, limit)
-                    .await
-                    .map_err(|e| e.to_string())
+                reader.read_range(&user, gap.after, gap.upto, limit).await
             }
             .await;
             TaskDone::GapRead { gap, rows }
@@ -548,9 +553,9 @@ where
     /// timeout is closed with 1013.
     async fn send(&mut self, message: Message) -> Result<(), End> {
         if matches!(message, Message::Text(_)) {
-            self.state.per_frame.frames_out.increment(1);
+            self.state.per_frame().frames_out.increment(1);
         }
-        let limit = Duration::from_millis(self.state.config.gateway.write_timeout_ms);
+        let limit = Duration::from_millis(self.state.gateway().write_timeout_ms);
         match tokio::time::timeout(limit, self.ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
