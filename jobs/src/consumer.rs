@@ -239,7 +239,13 @@ async fn retry_later(
     }
     if !runner.hand_back.is_cancelled() {
         let retries = amqp::header_int(&delivery.properties, amqp::RETRIES_HEADER)
-            .map_or(1, |n| n.max(0) as u32 + 1);
+            // A header from the broker (or anyone who can publish): clamp it,
+            // so a huge or negative count cannot wrap or overflow.
+            .map_or(1, |n| {
+                u32::try_from(n.max(0))
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1)
+            });
         match runner.retrier.schedule(&delivery.data, retries).await {
             Ok(wait) => {
                 tracing::warn!(error = %failure, retries, wait_ms = wait.as_millis() as u64, "job attempt failed; retrying later");
