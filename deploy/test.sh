@@ -7,7 +7,9 @@
 #      client unit tests (fake socket)
 #   4. cargo machete: no crate names a dependency it does not use
 #      (installed with cargo install when missing)
-#   5. cargo build --workspace --bins (the end-to-end tests run the binaries)
+#   5. cargo build --workspace --all-targets: the binaries the end-to-end
+#      tests run and the tests themselves, in one build with one feature set
+#      (building --bins alone resolved other features and built twice)
 #   6. cargo nextest run --workspace --no-fail-fast [ARGS...]
 #      (cargo test --workspace --no-fail-fast [ARGS...] if nextest is missing)
 # Extra arguments go to the test runner. Exits non-zero if `npm test`,
@@ -65,7 +67,7 @@ fi
 
 log "building workspace binaries"
 phase_start="$(now_s)"
-cargo build --workspace --bins
+cargo build --workspace --all-targets
 log "build done in $(elapsed_fmt "$phase_start")s"
 
 rc=0
