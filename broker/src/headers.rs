@@ -9,6 +9,9 @@ pub const PUBLISHED_MS_HEADER: &str = "sluice-published-ms";
 
 /// Header counting how often a job went through a retry tier.
 pub const RETRIES_HEADER: &str = "sluice-retries";
+/// Header counting how often a job was deferred because another attempt
+/// held it (see the runner's lease).
+pub const DEFERRALS_HEADER: &str = "sluice-deferrals";
 /// Header on a dead-lettered job: deliveries it had.
 pub const ATTEMPTS_HEADER: &str = "sluice-attempts";
 /// Header on a dead-lettered job: its last error.
@@ -42,4 +45,11 @@ pub fn published_ms(properties: &BasicProperties) -> Option<u64> {
         AMQPValue::LongLongInt(ms) => u64::try_from(*ms).ok(),
         _ => None,
     }
+}
+
+/// A count header of a received message (retries, deferrals): absent is 0;
+/// a negative or oversized value from whoever published it is clamped into
+/// `0..=u32::MAX`, so arithmetic on it cannot wrap.
+pub fn header_count(properties: &BasicProperties, name: &str) -> u32 {
+    header_int(properties, name).map_or(0, |n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
 }

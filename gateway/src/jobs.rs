@@ -173,7 +173,13 @@ pub async fn cancel(
             Cancelled::Now
         }
         CancelOutcome::Requested => {
-            state.control.cancel(job_id).await?;
+            // The request is committed and the runner reads it at its next
+            // poll (`runner.cancel_poll_ms`) and at the job's finish; this
+            // message only wakes it sooner, so its failure fails nothing.
+            if let Err(e) = state.control.cancel(job_id).await {
+                tracing::warn!(%job_id, error = %e,
+                    "cancel recorded but its wake-up message failed; the runner's poll finds it");
+            }
             Cancelled::Requested
         }
     })

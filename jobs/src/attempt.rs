@@ -24,6 +24,9 @@ pub(crate) enum AfterClaim {
     Record(Outcome, Option<(i32, Option<String>)>),
     /// Run the handler (attempt number).
     Run(i32),
+    /// Another attempt holds the job's lease: run nothing, send the
+    /// delivery to wait and look again.
+    Defer,
 }
 
 /// Reads a claim. A job whose cancel was requested while its earlier
@@ -33,6 +36,7 @@ pub(crate) fn after_claim(claim: &Claim) -> AfterClaim {
     match claim {
         Claim::Finished => AfterClaim::Skip("skipped"),
         Claim::NotQueued => AfterClaim::Skip("withdrawn"),
+        Claim::Busy => AfterClaim::Defer,
         Claim::CancelRequested => AfterClaim::Record(Outcome::Cancelled, None),
         Claim::Exhausted {
             attempts,
@@ -160,6 +164,7 @@ mod tests {
             after_claim(&Claim::NotQueued),
             AfterClaim::Skip("withdrawn")
         );
+        assert_eq!(after_claim(&Claim::Busy), AfterClaim::Defer);
         assert!(matches!(
             after_claim(&Claim::CancelRequested),
             AfterClaim::Record(Outcome::Cancelled, None)

@@ -61,6 +61,10 @@ pub struct RunnerConfig {
     pub shutdown_grace_ms: u64,
     /// Where the runner serves `GET /metrics` (Prometheus); empty disables it.
     pub metrics_listen: String,
+    /// How often the runner reads which of its running jobs have a cancel
+    /// recorded: the bound on how late a cancel whose wake-up message was
+    /// lost stops its job.
+    pub cancel_poll_ms: u64,
 }
 
 impl Default for RunnerConfig {
@@ -77,6 +81,7 @@ impl Default for RunnerConfig {
             event_retention_hours: 24,
             shutdown_grace_ms: 30_000,
             metrics_listen: "127.0.0.1:9101".into(),
+            cancel_poll_ms: 1_000,
         }
     }
 }
@@ -124,6 +129,9 @@ impl RunnerConfig {
                 "runner.retry_delay_ms",
                 format!("must be 1 to {MAX_RETRY_DELAY_MS}"),
             ));
+        }
+        if !(10..=60_000).contains(&self.cancel_poll_ms) {
+            return Err(("runner.cancel_poll_ms", "must be 10 to 60000".into()));
         }
         for (setting, ms) in [
             ("runner.default_timeout_ms", self.default_timeout_ms),
@@ -198,6 +206,8 @@ mod tests {
             config.validate().unwrap_err().to_string()
         };
         assert!(refused(|c| c.runner.retry_delay_ms = 0).contains("runner.retry_delay_ms"));
+        assert!(refused(|c| c.runner.cancel_poll_ms = 0).contains("runner.cancel_poll_ms"));
+        assert!(refused(|c| c.runner.cancel_poll_ms = u64::MAX).contains("runner.cancel_poll_ms"));
         assert!(refused(|c| c.runner.retry_delay_ms = u64::MAX).contains("runner.retry_delay_ms"));
         assert!(refused(|c| c.runner.shutdown_grace_ms = u64::MAX).contains("shutdown_grace_ms"));
         assert!(refused(|c| c.runner.default_timeout_ms = u64::MAX).contains("default_timeout_ms"));

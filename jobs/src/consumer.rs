@@ -13,13 +13,16 @@ use std::time::Duration;
 
 use crate::config::RunnerConfig;
 use crate::metrics as m;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use sluice_broker as amqp;
 use sluice_outbox::Publisher;
 use sluice_proto::{ErrorCode, JobError, OwnedJobEnvelope};
-use sluice_store::jobs::{self as lifecycle, Claim, Outcome};
+use sluice_store::StoredEvent;
+use sluice_store::jobs::{self as lifecycle, Claim, Finish, Outcome};
+use sluice_store::lease::Leased;
+use std::panic::AssertUnwindSafe;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,12 +45,25 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    fn enter(&self, job_id: Uuid) -> CancellationToken {
-        let token = CancellationToken::new();
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.insert(job_id, token.clone());
+    /// Registers `job_id` as held here and returns its cancel token, or
+    /// `None` if this runner already holds it (a redelivery while the
+    /// first delivery still executes): the second must not run.
+    fn enter(&self, job_id: Uuid) -> Option<CancellationToken> {
+        let mut jobs = self.jobs.lock().ok()?;
+        if jobs.contains_key(&job_id) {
+            return None;
         }
-        token
+        let token = CancellationToken::new();
+        jobs.insert(job_id, token.clone());
+        Some(token)
+    }
+
+    /// The jobs held here, for the cancel poll.
+    pub fn ids(&self) -> Vec<Uuid> {
+        self.jobs
+            .lock()
+            .map(|jobs| jobs.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     fn leave(&self, job_id: Uuid) {
@@ -64,6 +80,43 @@ impl InFlight {
             .ok()
             .and_then(|jobs| jobs.get(&job_id).cloned());
         token.map(|t| t.cancel()).is_some()
+    }
+}
+
+/// Every `every`, reads which of the jobs held here have a cancel recorded
+/// and cancels them. The control message wakes a job at once; this is what
+/// makes a cancel durable when that message was lost (a broker outage, a
+/// runner that reconnected), and it survives every broker incarnation.
+pub async fn poll_cancels(
+    pool: deadpool_postgres::Pool,
+    in_flight: Arc<InFlight>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let held = in_flight.ids();
+        if held.is_empty() {
+            continue;
+        }
+        let requested = match pool.get().await {
+            Ok(client) => lifecycle::cancels_requested(&**client, &held).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "cancel poll: no database connection");
+                continue;
+            }
+        };
+        match requested {
+            Ok(ids) => {
+                for job_id in ids {
+                    if in_flight.cancel(job_id) {
+                        tracing::info!(%job_id, "cancel found recorded; stopping the job");
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cancel poll failed"),
+        }
     }
 }
 
@@ -174,10 +227,28 @@ async fn handle(runner: &Runner, delivery: Delivery) {
     };
     let span = tracing::info_span!("job", job_id = %job.job_id, kind = job.kind.as_str(), user = %job.user);
     async move {
-        let cancel = runner.in_flight.enter(job.job_id);
+        let Some(cancel) = runner.in_flight.enter(job.job_id) else {
+            // This runner executes the job already (the broker redelivered
+            // it after a lost connection): look again later.
+            metrics::counter!(m::JOBS_FINISHED, "kind" => job.kind.as_str(), "outcome" => "deferred")
+                .increment(1);
+            defer(runner, &delivery).await;
+            return;
+        };
         metrics::gauge!(m::JOBS_IN_FLIGHT).increment(1.0);
         let started = std::time::Instant::now();
-        let outcome = run_job(runner, &job, &cancel).await;
+        // A panic in a handler (or below it) is caught here so the delivery
+        // is still settled and its prefetch slot freed: it counts as a
+        // transient failure, retried until the job's attempts run out. The
+        // job's lease went with its connection, which the unwinding closed.
+        let outcome = AssertUnwindSafe(run_job(runner, &job, &cancel))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                let what = panic_message(panic.as_ref());
+                tracing::error!(panic = %what, "the job's task panicked");
+                Err(JobFailure::Transient(format!("the runner panicked: {what}")))
+            });
         let label = match &outcome {
             Ok(ended) => ended.label,
             Err(_) if runner.hand_back.is_cancelled() => "handed_back",
@@ -190,6 +261,7 @@ async fn handle(runner: &Runner, delivery: Delivery) {
         metrics::gauge!(m::JOBS_IN_FLIGHT).decrement(1.0);
         runner.in_flight.leave(job.job_id);
         match outcome {
+            Ok(ended) if ended.deferred => defer(runner, &delivery).await,
             Ok(ended) => {
                 if let Some((attempts, last_error)) = ended.dead_letter {
                     // The failure and its event are committed; keep a copy for operators.
@@ -218,6 +290,52 @@ async fn handle(runner: &Runner, delivery: Delivery) {
     .await
 }
 
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Another attempt executes this delivery's job: send the delivery to wait
+/// in a delay tier and acknowledge it. When it comes back the job has
+/// ended (it is skipped) or its holder died and freed the lease (it runs).
+/// If the broker refuses the copy, requeue after a pause instead.
+async fn defer(runner: &Runner, delivery: &Delivery) {
+    let retries = amqp::header_count(&delivery.properties, amqp::RETRIES_HEADER);
+    let deferrals =
+        amqp::header_count(&delivery.properties, amqp::DEFERRALS_HEADER).saturating_add(1);
+    match runner
+        .retrier
+        .defer(&delivery.data, retries, deferrals)
+        .await
+    {
+        Ok(wait) => {
+            tracing::info!(
+                deferrals,
+                wait_ms = wait.as_millis() as u64,
+                "the job is executing in another attempt; looking again later"
+            );
+            if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                tracing::warn!(error = %e, "ack after deferring failed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not defer a delivery; requeueing after a pause");
+            tokio::time::sleep(Duration::from_millis(runner.settings.retry_delay_ms)).await;
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            };
+            if let Err(e) = delivery.nack(requeue).await {
+                tracing::warn!(error = %e, "nack failed; the broker redelivers on channel close");
+            }
+        }
+    }
+}
+
 /// A transient failure: record it, then send the job to wait in its retry
 /// tier and acknowledge this delivery (no slot is held while it waits). On
 /// shutdown, or if the broker refuses the retry, hand it straight back.
@@ -238,14 +356,9 @@ async fn retry_later(
         Err(e) => tracing::warn!(error = %e, "could not record the transient failure"),
     }
     if !runner.hand_back.is_cancelled() {
-        let retries = amqp::header_int(&delivery.properties, amqp::RETRIES_HEADER)
-            // A header from the broker (or anyone who can publish): clamp it,
-            // so a huge or negative count cannot wrap or overflow.
-            .map_or(1, |n| {
-                u32::try_from(n.max(0))
-                    .unwrap_or(u32::MAX)
-                    .saturating_add(1)
-            });
+        // A header from the broker (or anyone who can publish): clamped.
+        let retries =
+            amqp::header_count(&delivery.properties, amqp::RETRIES_HEADER).saturating_add(1);
         match runner.retrier.schedule(&delivery.data, retries).await {
             Ok(wait) => {
                 tracing::warn!(error = %failure, retries, wait_ms = wait.as_millis() as u64, "job attempt failed; retrying later");
@@ -280,6 +393,8 @@ pub struct Ended {
     /// For a job that used up its attempts: (attempts, last error), to
     /// dead-letter a copy.
     pub dead_letter: Option<(i32, Option<String>)>,
+    /// Another attempt holds the job: nothing ran; defer the delivery.
+    pub deferred: bool,
 }
 
 impl Ended {
@@ -287,27 +402,49 @@ impl Ended {
         Self {
             label,
             dead_letter: None,
+            deferred: false,
         }
     }
 }
 
-/// One attempt at a job. `Ok` (with the outcome's metric label) means its
-/// outcome is committed, or it had already ended, and the delivery may be
-/// acknowledged; `Err` means hand it back.
+/// One attempt at a job, under its lease. `Ok` (with the outcome's metric
+/// label) means its outcome is committed, or it had already ended, or
+/// another attempt holds it, and the delivery may be settled; `Err` means
+/// hand it back. The lease is released only after the outcome committed.
 async fn run_job(
     runner: &Runner,
     job: &OwnedJobEnvelope,
     cancel: &CancellationToken,
 ) -> Result<Ended, JobFailure> {
-    let mut client = runner.pool.get().await?;
+    let mut client = Leased::new(runner.pool.get().await?, job.job_id);
+    let ended = attempt_under_lease(runner, &mut client, job, cancel).await;
+    client.release().await;
+    ended
+}
+
+async fn attempt_under_lease(
+    runner: &Runner,
+    client: &mut Leased,
+    job: &OwnedJobEnvelope,
+    cancel: &CancellationToken,
+) -> Result<Ended, JobFailure> {
     let tx = client.transaction().await?;
     let claim = lifecycle::claim(&*tx, job, runner.settings.max_attempts).await?;
     tx.commit().await?;
+    if !claim.holds_lease() {
+        client.not_held();
+    }
 
     let (outcome, dead_letter) = match attempt::after_claim(&claim) {
         AfterClaim::Skip(label) => {
             tracing::info!(label, "nothing to run for this delivery; skipping it");
             return Ok(Ended::plain(label));
+        }
+        AfterClaim::Defer => {
+            return Ok(Ended {
+                deferred: true,
+                ..Ended::plain("deferred")
+            });
         }
         AfterClaim::Record(outcome, dead_letter) => (outcome, dead_letter),
         AfterClaim::Run(attempt) => {
@@ -316,20 +453,54 @@ async fn run_job(
                 ..
             } = &claim
             {
-                runner.events.publish_stored(&**client, event).await;
+                runner.events.publish_stored(&****client, event).await;
             }
-            match execute(runner, &mut client, job, cancel, attempt).await? {
+            match execute(runner, client, job, cancel, attempt).await? {
                 Some(outcome) => (outcome, None),
                 None => return Ok(Ended::plain("done")),
             }
         }
     };
-    let label = attempt::label(&outcome, dead_letter.is_some());
     let tx = client.transaction().await?;
-    let event = lifecycle::finish(&*tx, job, outcome).await?;
+    let recorded = record(&tx, job, outcome).await?;
     tx.commit().await?;
-    runner.events.publish_stored(&**client, &event).await;
-    Ok(Ended { label, dead_letter })
+    let label = match recorded {
+        Some((outcome, event)) => {
+            runner.events.publish_stored(&****client, &event).await;
+            attempt::label(&outcome, dead_letter.is_some())
+        }
+        None => "skipped",
+    };
+    Ok(Ended {
+        label,
+        dead_letter,
+        deferred: false,
+    })
+}
+
+/// Records `outcome` (work already rolled back), or `cancelled` if a cancel
+/// was requested meanwhile. `None`: the job had ended already and nothing
+/// was written, so no second terminal event exists.
+async fn record(
+    tx: &tokio_postgres::Transaction<'_>,
+    job: &OwnedJobEnvelope,
+    outcome: Outcome,
+) -> Result<Option<(Outcome, StoredEvent)>, tokio_postgres::Error> {
+    let (outcome, finished) = match lifecycle::finish(tx, job, outcome.clone()).await? {
+        // Nothing was written: record the cancel in the same transaction.
+        Finish::CancelRequested => (
+            Outcome::Cancelled,
+            lifecycle::finish(tx, job, Outcome::Cancelled).await?,
+        ),
+        finished => (outcome, finished),
+    };
+    match finished {
+        Finish::Recorded(event) => Ok(Some((outcome, event))),
+        Finish::AlreadyEnded | Finish::CancelRequested => {
+            tracing::warn!("the job had already ended; this attempt's outcome is not recorded");
+            Ok(None)
+        }
+    }
 }
 
 /// Runs the handler in its own transaction, racing cancellation, the time
@@ -338,7 +509,7 @@ async fn run_job(
 /// to be recorded. `Err`: rolled back, hand the delivery back.
 async fn execute(
     runner: &Runner,
-    client: &mut deadpool_postgres::Object,
+    client: &mut Leased,
     job: &OwnedJobEnvelope,
     cancel: &CancellationToken,
     attempt: i32,
@@ -373,11 +544,21 @@ async fn execute(
     let elapsed_ms = || started.elapsed().as_millis() as u64;
     let (cancel_query, next) = match attempt::settle(raced) {
         Settle::CommitDone(value) => {
-            let event = lifecycle::finish(&*tx, job, Outcome::Done(value)).await?;
-            tx.commit().await?;
-            tracing::info!(elapsed_ms = elapsed_ms(), "job done");
-            runner.events.publish_stored(&***client, &event).await;
-            return Ok(None);
+            match lifecycle::finish(&*tx, job, Outcome::Done(value)).await? {
+                Finish::Recorded(event) => {
+                    tx.commit().await?;
+                    tracing::info!(elapsed_ms = elapsed_ms(), "job done");
+                    runner.events.publish_stored(&****client, &event).await;
+                    return Ok(None);
+                }
+                // A cancel answered with success wins over work not yet
+                // committed: the work is rolled back and `cancelled` recorded.
+                Finish::CancelRequested => (false, Ok(Some(Outcome::Cancelled))),
+                Finish::AlreadyEnded => {
+                    tracing::warn!("the job had already ended; rolling this attempt's work back");
+                    (false, Ok(None))
+                }
+            }
         }
         Settle::RollBackAndRecord {
             cancel_query,

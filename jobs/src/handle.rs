@@ -17,7 +17,8 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::run;
+use crate::handlers::Handlers;
+use crate::run_with;
 
 /// Why a runner could not be started at all.
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +66,16 @@ impl JobRunner {
     /// in-process beside a gateway or another runner leaves it empty and
     /// shares the process's recorder (see `sluice_process::metrics`).
     pub fn start(config: Config) -> Result<RunnerHandle, StartError> {
+        Self::start_with(config, Handlers::builtin())
+    }
+
+    /// [`JobRunner::start`] with these handlers instead of the built-in
+    /// ones: an application's own Rust handlers, registered on
+    /// [`Handlers`] by kind.
+    pub fn start_with(config: Config, handlers: Handlers) -> Result<RunnerHandle, StartError> {
         config.validate()?;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(config, shutdown.clone()));
+        let task = tokio::spawn(run_with(config, handlers, shutdown.clone()));
         Ok(RunnerHandle { shutdown, task })
     }
 }

@@ -126,6 +126,15 @@ async fn try_connect_broker(config: &Config, topology: &Topology) -> Result<Brok
 /// lost and rebuilt broker connections. [`JobRunner::start`] spawns it and
 /// returns a handle.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    run_with(config, handlers::Handlers::builtin(), shutdown).await
+}
+
+/// [`run`] with these handlers instead of the built-in ones.
+pub async fn run_with(
+    config: Config,
+    handlers: handlers::Handlers,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     if !config.runner.metrics_listen.is_empty() {
         let addr = config.runner.metrics_listen.parse()?;
         sluice_process::metrics::install_listener(addr, crate::metrics::describe)?;
@@ -143,7 +152,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let topology = Topology::new(&config.amqp.prefix);
     // Shared by every broker incarnation: jobs in hand outlive a lost
     // connection, and their cancel tokens and the hand-back signal with them.
-    let handlers = Arc::new(handlers::Handlers::builtin());
+    let handlers = Arc::new(handlers);
     let in_flight = Arc::new(consumer::InFlight::default());
     let hand_back = CancellationToken::new();
     let broker_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -158,6 +167,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             }
         })
     };
+    let cancel_poll = tokio::spawn(consumer::poll_cancels(
+        pool.clone(),
+        in_flight.clone(),
+        Duration::from_millis(config.runner.cancel_poll_ms),
+    ));
     let grace = Duration::from_millis(config.runner.shutdown_grace_ms);
 
     // One iteration per broker connection: when it is lost, everything that
@@ -238,6 +252,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         }
     };
     gauges.abort();
+    cancel_poll.abort();
     retention.abort();
     outcome
 }

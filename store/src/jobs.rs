@@ -23,6 +23,10 @@ pub enum Claim {
     },
     /// Already ended (done, failed or cancelled): acknowledge and skip.
     Finished,
+    /// Another attempt holds the job's lease: it is executing right now, in
+    /// this runner or another. Run nothing and count no attempt; look again
+    /// later, when the holder has ended it or died.
+    Busy,
     /// No queued job of that id and user: its submission was refused and
     /// withdrawn (the broker took the message after all), or it was put
     /// back to `created`. Acknowledge and skip; it must never run.
@@ -39,11 +43,27 @@ pub enum Claim {
     CancelRequested,
 }
 
-/// Marks a delivered job running and counts the attempt. Locks the job row
-/// until commit. A message whose job row is missing or not queued (a
-/// submission that was refused and withdrawn, or a job put back to
-/// `created`) is not run: every runnable job is recorded before its
-/// message is published.
+impl Claim {
+    /// Whether this claim left the job's lease held by its connection.
+    pub fn holds_lease(&self) -> bool {
+        matches!(
+            self,
+            Claim::Run { .. } | Claim::Exhausted { .. } | Claim::CancelRequested
+        )
+    }
+}
+
+/// Takes the job's lease (see [`crate::lease`]) on this connection, marks
+/// a delivered job running and counts the attempt. Locks the job row until
+/// commit. A message whose job row is missing or not queued (a submission
+/// that was refused and withdrawn, or a job put back to `created`) is not
+/// run: every runnable job is recorded before its message is published.
+///
+/// The lease is taken only for a job still queued or running, and it stays
+/// held after this transaction ends, whatever its end: the caller releases
+/// it (through [`crate::lease::Leased`]) once the attempt's outcome is
+/// committed. Every claim but [`Claim::Busy`], [`Claim::Finished`] and
+/// [`Claim::NotQueued`] holds it.
 pub async fn claim<C: GenericClient>(
     tx: &C,
     job: &OwnedJobEnvelope,
@@ -51,11 +71,25 @@ pub async fn claim<C: GenericClient>(
 ) -> Result<Claim, tokio_postgres::Error> {
     // Typed statements: one round trip each (no separate prepare), which
     // matters when the database's CPUs are busy with the batches themselves.
+    // The row is locked in a materialized CTE so the lock function runs
+    // exactly once, after the row lock: a session lock taken twice would
+    // need two unlocks. CASE, unlike AND, fixes the order of evaluation.
     let Some(row) = tx
         .query_typed_opt(
-            "SELECT status, attempts, cancel_requested, last_error FROM jobs
-             WHERE id = $1 AND user_id = $2 FOR UPDATE",
-            &[(&job.job_id, Type::UUID), (&job.user, Type::TEXT)],
+            "WITH job AS MATERIALIZED (
+                 SELECT status, attempts, cancel_requested, last_error FROM jobs
+                 WHERE id = $1 AND user_id = $2 FOR UPDATE
+             )
+             SELECT status, attempts, cancel_requested, last_error,
+                    CASE WHEN status IN ('queued', 'running')
+                         THEN pg_try_advisory_lock($3, $4) ELSE false END
+             FROM job",
+            &[
+                (&job.job_id, Type::UUID),
+                (&job.user, Type::TEXT),
+                (&crate::lease::LEASE_CLASS, Type::INT4),
+                (&crate::lease::lease_key(job.job_id), Type::INT4),
+            ],
         )
         .await?
     else {
@@ -64,11 +98,15 @@ pub async fn claim<C: GenericClient>(
     let status = status_of(&row, 0);
     let attempts: i32 = row.get::<_, i32>(1).saturating_add(1);
     let cancel_requested: bool = row.get(2);
+    let leased: bool = row.get(4);
     if status.is_terminal() {
         return Ok(Claim::Finished);
     }
     if status == JobStatus::Created {
         return Ok(Claim::NotQueued);
+    }
+    if !leased {
+        return Ok(Claim::Busy);
     }
     if cancel_requested {
         return Ok(Claim::CancelRequested);
@@ -118,12 +156,29 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// Records the job's end and appends its terminal event.
+/// What recording a job's end did.
+#[derive(Debug)]
+pub enum Finish {
+    /// The outcome is recorded and its terminal event appended: publish it
+    /// after commit.
+    Recorded(StoredEvent),
+    /// The job had already ended (or is gone): nothing was written. A job
+    /// has exactly one terminal event, and this is how a second outcome is
+    /// refused.
+    AlreadyEnded,
+    /// A cancel was requested and the outcome was not `cancelled`: nothing
+    /// was written. Roll back any work done for the outcome and record
+    /// [`Outcome::Cancelled`] instead.
+    CancelRequested,
+}
+
+/// Records the job's end and appends its terminal event, unless it has
+/// ended already or a cancel was requested (see [`Finish`]).
 pub async fn finish<C: GenericClient>(
     tx: &C,
     job: &OwnedJobEnvelope,
     outcome: Outcome,
-) -> Result<StoredEvent, tokio_postgres::Error> {
+) -> Result<Finish, tokio_postgres::Error> {
     finish_job(tx, job.job_id, &job.user, outcome).await
 }
 
@@ -133,7 +188,7 @@ pub async fn finish_job<C: GenericClient>(
     job_id: uuid::Uuid,
     user: &str,
     outcome: Outcome,
-) -> Result<StoredEvent, tokio_postgres::Error> {
+) -> Result<Finish, tokio_postgres::Error> {
     let (status, result, error) = match outcome {
         Outcome::Done(result) => (EventStatus::Done, Some(result), None),
         Outcome::Failed(error) => (EventStatus::Failed, None, Some(error)),
@@ -142,17 +197,35 @@ pub async fn finish_job<C: GenericClient>(
     let error_json = error
         .as_ref()
         .map(|e| serde_json::to_value(e).unwrap_or_default());
-    tx.execute_typed(
-        "UPDATE jobs SET status = $2, result = $3, error = $4, updated_at = now() WHERE id = $1",
-        &[
-            (&job_id, Type::UUID),
-            (&status.as_str(), Type::TEXT),
-            (&result, Type::JSONB),
-            (&error_json, Type::JSONB),
-        ],
-    )
-    .await?;
-    events::append(
+    // The row lock this UPDATE takes orders it against a concurrent cancel
+    // request: whichever commits first decides.
+    let changed = tx
+        .execute_typed(
+            "UPDATE jobs SET status = $2, result = $3, error = $4, updated_at = now()
+             WHERE id = $1 AND status NOT IN ('done', 'failed', 'cancelled')
+               AND ($2 = 'cancelled' OR NOT cancel_requested)",
+            &[
+                (&job_id, Type::UUID),
+                (&status.as_str(), Type::TEXT),
+                (&result, Type::JSONB),
+                (&error_json, Type::JSONB),
+            ],
+        )
+        .await?;
+    if changed == 0 {
+        // The rare path: say why nothing changed.
+        let row = tx
+            .query_typed_opt(
+                "SELECT status FROM jobs WHERE id = $1",
+                &[(&job_id, Type::UUID)],
+            )
+            .await?;
+        return Ok(match row {
+            Some(row) if !status_of(&row, 0).is_terminal() => Finish::CancelRequested,
+            _ => Finish::AlreadyEnded,
+        });
+    }
+    let event = events::append(
         tx,
         user,
         NewEvent {
@@ -162,7 +235,25 @@ pub async fn finish_job<C: GenericClient>(
             error,
         },
     )
-    .await
+    .await?;
+    Ok(Finish::Recorded(event))
+}
+
+/// Which of `job_ids` have a cancel request recorded and have not ended:
+/// the runner asks this of the jobs it holds, so a cancel whose wake-up
+/// message was lost still stops its job within one poll.
+pub async fn cancels_requested<C: GenericClient>(
+    client: &C,
+    job_ids: &[uuid::Uuid],
+) -> Result<Vec<uuid::Uuid>, tokio_postgres::Error> {
+    let rows = client
+        .query_typed(
+            "SELECT id FROM jobs WHERE id = ANY($1) AND cancel_requested
+               AND status NOT IN ('done', 'failed', 'cancelled')",
+            &[(&job_ids, Type::UUID_ARRAY)],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// The failure recorded for a job that used up its attempts.
@@ -362,9 +453,13 @@ pub async fn request_cancel<C: GenericClient>(
             .await?;
             Ok(CancelOutcome::Requested)
         }
-        _ => Ok(CancelOutcome::Cancelled(
-            finish_job(tx, job_id, user, Outcome::Cancelled).await?,
-        )),
+        _ => match finish_job(tx, job_id, user, Outcome::Cancelled).await? {
+            Finish::Recorded(event) => Ok(CancelOutcome::Cancelled(event)),
+            // Not reached: the row is locked and was not terminal.
+            Finish::AlreadyEnded | Finish::CancelRequested => {
+                Ok(CancelOutcome::AlreadyEnded(JobStatus::Cancelled))
+            }
+        },
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod events;
 pub mod jobs;
+pub mod lease;
 pub mod migrate;
 pub mod outbox;
 pub mod pool;

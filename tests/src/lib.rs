@@ -13,6 +13,7 @@
 //! Nothing here is a fake: a test that needs a service restarted restarts it.
 
 pub mod client;
+pub mod counting;
 pub mod data;
 pub mod system;
 

@@ -38,6 +38,21 @@ pub struct SystemOptions {
     /// sets it for every test (to time the release binaries with
     /// `SLUICE_BIN_DIR`, say).
     pub processes: bool,
+    /// Builds the in-process runner's handlers instead of the built-in
+    /// ones (each runner start calls it once); not for `processes`.
+    pub handlers: Option<HandlerFactory>,
+}
+
+/// Builds a runner's handlers: see [`SystemOptions::handlers`].
+#[derive(Clone)]
+pub struct HandlerFactory(
+    pub std::sync::Arc<dyn Fn() -> sluice_jobs::handlers::Handlers + Send + Sync>,
+);
+
+impl std::fmt::Debug for HandlerFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandlerFactory")
+    }
 }
 
 impl SystemOptions {
@@ -49,6 +64,15 @@ impl SystemOptions {
     /// Adds a runner setting.
     pub fn runner(mut self, key: &str, value: impl ToString) -> Self {
         self.runner_env.push((key.into(), value.to_string()));
+        self
+    }
+    /// Runs the in-process runner with the handlers `build` makes (see
+    /// [`SystemOptions::handlers`]).
+    pub fn handlers(
+        mut self,
+        build: impl Fn() -> sluice_jobs::handlers::Handlers + Send + Sync + 'static,
+    ) -> Self {
+        self.handlers = Some(HandlerFactory(std::sync::Arc::new(build)));
         self
     }
     /// Runs the gateways and the runner as processes (see
@@ -261,7 +285,9 @@ impl System {
     /// Starts the gateways, the runner and nginx as asked, and waits until
     /// every gateway is ready.
     pub async fn start(mut options: SystemOptions) -> System {
-        options.processes |= std::env::var_os("SLUICE_E2E_PROCESSES").is_some_and(|v| v == "1");
+        // Custom handlers exist only in this process.
+        options.processes |= options.handlers.is_none()
+            && std::env::var_os("SLUICE_E2E_PROCESSES").is_some_and(|v| v == "1");
         let n = SYSTEMS.fetch_add(1, Ordering::Relaxed);
         let prefix = format!(
             "t{}x{n}x{}",
@@ -419,6 +445,10 @@ impl System {
         extra.extend(self.options.runner_env.iter().cloned());
         let settings = self.settings(1, &extra);
         let running = if self.options.processes {
+            assert!(
+                self.options.handlers.is_none(),
+                "custom handlers run only in-process"
+            );
             let log = format!("runner-{}.log", self.runner_starts);
             Running::Process(self.command("sluice-jobs", &log, &settings))
         } else {
@@ -428,8 +458,12 @@ impl System {
                 )
                 .unwrap_or_else(|e| panic!("runner settings: {e}"));
             sluice_process::logs::init(&config.log);
+            let handlers = match &self.options.handlers {
+                Some(build) => (build.0)(),
+                None => sluice_jobs::handlers::Handlers::builtin(),
+            };
             Running::InProcess(InProcess::start("runner".into(), 0, || {
-                sluice_jobs::JobRunner::start(config)
+                sluice_jobs::JobRunner::start_with(config, handlers)
                     .unwrap_or_else(|e| panic!("starting the runner: {e}"))
             }))
         };

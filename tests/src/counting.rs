@@ -1,0 +1,107 @@
+//! A `sleep` handler that counts how often each job executes, for the
+//! exactly-once tests. It replaces the built-in `sleep` through the runner's
+//! own handler registry ([`sluice_jobs::JobRunner::start_with`]), so every
+//! other part of the runner is the product's.
+//!
+//! It counts two ways:
+//! - [`Executions::started`]: every execution that began, whether its work
+//!   was later committed or rolled back (in memory, in this process);
+//! - [`Executions::committed`]: rows of `public.sluice_test_effects`, one
+//!   inserted by each execution inside the job's transaction. An insert is
+//!   not idempotent: two committed executions leave two rows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use serde_json::json;
+use sluice_jobs::error::JobFailure;
+use sluice_jobs::handlers::{Handler, Handlers, JobContext};
+use sluice_proto::JobKind;
+use sluice_proto::job::SleepArgs;
+use uuid::Uuid;
+
+/// Executions begun per job, shared by the handler and the test.
+#[derive(Clone, Default)]
+pub struct Executions {
+    started: Arc<Mutex<HashMap<Uuid, u32>>>,
+}
+
+impl Executions {
+    /// Creates the effects table (once per database) and an empty count.
+    pub async fn new() -> Executions {
+        crate::system::db()
+            .await
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS public.sluice_test_effects (
+                     job_id uuid NOT NULL,
+                     at timestamptz NOT NULL DEFAULT clock_timestamp()
+                 )",
+            )
+            .await
+            .expect("creating public.sluice_test_effects");
+        Executions::default()
+    }
+
+    /// The built-in handlers with `sleep` replaced by the counting one.
+    pub fn handlers(&self) -> Handlers {
+        let mut handlers = Handlers::builtin();
+        handlers.register(Box::new(CountingSleep {
+            executions: self.clone(),
+        }));
+        handlers
+    }
+
+    /// Executions of `job_id` that began.
+    pub fn started(&self, job_id: Uuid) -> u32 {
+        self.started
+            .lock()
+            .map(|m| m.get(&job_id).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Executions of `job_id` whose effect committed.
+    pub async fn committed(&self, job_id: Uuid) -> i64 {
+        crate::system::db()
+            .await
+            .query_one(
+                "SELECT count(*) FROM public.sluice_test_effects WHERE job_id = $1",
+                &[&job_id],
+            )
+            .await
+            .expect("counting effects")
+            .get(0)
+    }
+}
+
+struct CountingSleep {
+    executions: Executions,
+}
+
+impl Handler for CountingSleep {
+    fn kind(&self) -> JobKind {
+        JobKind::Sleep
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: JobContext<'a, '_>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, JobFailure>> {
+        Box::pin(async move {
+            if let Ok(mut started) = self.executions.started.lock() {
+                *started.entry(ctx.job.job_id).or_default() += 1;
+            }
+            let args =
+                SleepArgs::parse(&ctx.job.args).map_err(|e| JobFailure::bad_args(e.to_string()))?;
+            ctx.tx
+                .execute(
+                    "INSERT INTO public.sluice_test_effects (job_id) VALUES ($1)",
+                    &[&ctx.job.job_id],
+                )
+                .await?;
+            let seconds = args.ms as f64 / 1000.0;
+            ctx.tx.execute("SELECT pg_sleep($1)", &[&seconds]).await?;
+            Ok(json!({ "slept_ms": args.ms }))
+        })
+    }
+}
