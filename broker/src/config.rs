@@ -35,6 +35,9 @@ impl AmqpConfig {
         if self.prefix.is_empty() || self.prefix.len() > 100 {
             return Err(("amqp.prefix", "must be 1 to 100 characters".into()));
         }
+        if let Err(e) = self.url.parse::<lapin::uri::AMQPUri>() {
+            return Err(("amqp.url", format!("not an AMQP URL: {e}")));
+        }
         if !(1..=MAX_PUBLISH_TIMEOUT_MS).contains(&self.publish_timeout_ms) {
             return Err((
                 "amqp.publish_timeout_ms",

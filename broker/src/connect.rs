@@ -26,6 +26,14 @@ pub async fn connect(
     name: &str,
     recovery: Recovery,
 ) -> Result<Connection, lapin::Error> {
+    let mut uri: lapin::uri::AMQPUri = url.parse().map_err(|e: String| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("amqp url: {e}"))
+    })?;
+    // RabbitMQ proposes 60 s, after which a runner that vanished keeps its
+    // deliveries for up to two minutes. With 5 s the broker gives them to
+    // another runner about 10 s after the last sign of life. A URL's own
+    // `?heartbeat=` wins.
+    uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
     let mut props = ConnectionProperties::default().with_connection_name(name.into());
     if recovery == Recovery::Automatic {
         // lapin's default schedule doubles the wait up to 16 times: after
@@ -40,8 +48,11 @@ pub async fn connect(
             })
             .enable_auto_recover();
     }
-    Connection::connect(url, props).await
+    Connection::connect_uri(uri, props).await
 }
+
+/// The AMQP heartbeat asked for when the URL names none, in seconds.
+pub const DEFAULT_HEARTBEAT_SECS: u16 = 5;
 
 /// Longest [`close`] waits for the broker's answer.
 pub const CLOSE_PATIENCE: Duration = Duration::from_secs(2);

@@ -53,3 +53,23 @@ pub fn published_ms(properties: &BasicProperties) -> Option<u64> {
 pub fn header_count(properties: &BasicProperties, name: &str) -> u32 {
     header_int(properties, name).map_or(0, |n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
 }
+
+/// The queue and reason of a dead-lettered message's latest death, from
+/// the `x-death` header RabbitMQ adds (most recent first): tells a job the
+/// broker gave up on in the jobs queue (`delivery_limit`) from one that
+/// only waited out a retry tier (`expired`).
+pub fn last_death(properties: &BasicProperties) -> Option<(String, String)> {
+    let headers = properties.headers().as_ref()?;
+    let AMQPValue::FieldArray(deaths) = headers.inner().get("x-death")? else {
+        return None;
+    };
+    let AMQPValue::FieldTable(latest) = deaths.as_slice().first()? else {
+        return None;
+    };
+    let text = |name: &str| match latest.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    };
+    Some((text("queue")?, text("reason")?))
+}

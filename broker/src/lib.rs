@@ -18,7 +18,7 @@ pub use connect::{CLOSE_PATIENCE, Recovery, SETUP_ATTEMPT, close, connect};
 pub use control::ControlPublisher;
 pub use headers::{
     ATTEMPTS_HEADER, DEFERRALS_HEADER, LAST_ERROR_HEADER, PUBLISHED_MS_HEADER, RETRIES_HEADER,
-    header_count, header_int, header_str, published_ms,
+    header_count, header_int, header_str, last_death, published_ms,
 };
 pub use listen::listen;
 pub use publish::{

@@ -6,7 +6,9 @@
 //!   dead-lettering to `<p>.dlx`, with a delivery limit as the backstop
 //!   against a job that crashes every runner that takes it.
 //! - `<p>.dlx` (fanout) and `<p>.jobs.dead`: where poison and exhausted
-//!   jobs end up.
+//!   jobs end up, for operators. `<p>.jobs.dead.settle`, bound to the same
+//!   exchange, is the runners': a job the broker dead-lettered on its own
+//!   is failed there, so it never stays `running`.
 //! - `<p>.events`: durable topic exchange; routing key = user id; body = the
 //!   encoded `event` frame. Each gateway binds its own queue to it.
 //! - `<p>.control`: durable fanout exchange of [`sluice_proto::ControlMessage`]s
@@ -36,6 +38,8 @@ pub struct Topology {
     pub dead_exchange: String,
     /// `<p>.jobs.dead`: the dead-letter queue operators inspect.
     pub dead_queue: String,
+    /// `<p>.jobs.dead.settle`: the runners' copy of every dead letter.
+    pub settle_queue: String,
     /// `<p>.control`: the fanout of cancel requests to every runner.
     pub control_exchange: String,
 }
@@ -48,6 +52,7 @@ impl Topology {
             events_exchange: format!("{prefix}.events"),
             dead_exchange: format!("{prefix}.dlx"),
             dead_queue: format!("{prefix}.jobs.dead"),
+            settle_queue: format!("{prefix}.jobs.dead.settle"),
             control_exchange: format!("{prefix}.control"),
         }
     }
@@ -55,16 +60,18 @@ impl Topology {
     /// Declares the jobs queue and its dead-letter pair. Idempotent.
     pub async fn declare_jobs(&self, channel: &Channel) -> Result<(), lapin::Error> {
         declare_exchange(channel, &self.dead_exchange, ExchangeKind::Fanout).await?;
-        declare_durable_queue(channel, &self.dead_queue, quorum_args()).await?;
-        channel
-            .queue_bind(
-                self.dead_queue.as_str().into(),
-                self.dead_exchange.as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        for queue in [&self.dead_queue, &self.settle_queue] {
+            declare_durable_queue(channel, queue, quorum_args()).await?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    self.dead_exchange.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         let mut args = quorum_args();
         args.insert(
             "x-dead-letter-exchange".into(),

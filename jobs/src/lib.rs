@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod retention;
 pub mod retry;
 pub mod rows;
+pub mod settle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,6 +203,20 @@ pub async fn run_with(
                 incarnation.cancel();
             })
         };
+        let settle = {
+            let conn = broker.conn.clone();
+            let topology = topology.clone();
+            let pool = pool.clone();
+            let publisher = publisher.clone();
+            let incarnation = incarnation.clone();
+            tokio::spawn(async move {
+                if let Err(e) = settle::consume(&conn, &topology, pool, &publisher).await {
+                    tracing::warn!(error = %e, "dead-letter settle consumer ended");
+                }
+                // Without it a job the broker gave up on stays running.
+                incarnation.cancel();
+            })
+        };
         let relay = tokio::spawn(relay::run(
             pool.clone(),
             publisher.clone(),
@@ -241,6 +256,7 @@ pub async fn run_with(
         incarnation.cancel();
         let _ = relay.await;
         control.abort();
+        settle.abort();
         broker_up.store(false, std::sync::atomic::Ordering::Relaxed);
         sluice_process::metrics::record_dependencies(&pool, false);
         amqp::close(&broker.conn, "runner stopping").await;

@@ -145,6 +145,70 @@ pub async fn claim<C: GenericClient>(
     })
 }
 
+/// What [`abandon`] found.
+#[derive(Debug)]
+pub enum Abandon {
+    /// No such job of that user: nothing to do.
+    NotFound,
+    /// The job had ended already: nothing to do.
+    Ended,
+    /// Another attempt holds the job's lease: it is alive and will record
+    /// the outcome itself.
+    Busy,
+    /// The lease was taken and the job failed (or `cancelled`, if a cancel
+    /// was requested): publish the event after commit, then release the
+    /// lease. `None` only if the outcome was refused after all.
+    Recorded(Option<StoredEvent>),
+}
+
+/// Fails a job the broker gave up on (dead-lettered at its delivery limit)
+/// unless an attempt holds it, so no job stays `queued` or `running`
+/// forever. Takes the job's lease on this connection as [`claim`] does; the
+/// caller releases it (through [`crate::lease::Leased`]) after commit.
+pub async fn abandon<C: GenericClient>(
+    tx: &C,
+    job_id: uuid::Uuid,
+    user: &str,
+    error: JobError,
+) -> Result<Abandon, tokio_postgres::Error> {
+    let Some(row) = tx
+        .query_typed_opt(
+            "WITH job AS MATERIALIZED (
+                 SELECT status FROM jobs WHERE id = $1 AND user_id = $2 FOR UPDATE
+             )
+             SELECT status,
+                    CASE WHEN status IN ('queued', 'running')
+                         THEN pg_try_advisory_lock($3, $4) ELSE false END
+             FROM job",
+            &[
+                (&job_id, Type::UUID),
+                (&user, Type::TEXT),
+                (&crate::lease::LEASE_CLASS, Type::INT4),
+                (&crate::lease::lease_key(job_id), Type::INT4),
+            ],
+        )
+        .await?
+    else {
+        return Ok(Abandon::NotFound);
+    };
+    let status = status_of(&row, 0);
+    let leased: bool = row.get(1);
+    if status.is_terminal() || status == JobStatus::Created {
+        return Ok(Abandon::Ended);
+    }
+    if !leased {
+        return Ok(Abandon::Busy);
+    }
+    let finished = match finish_job(tx, job_id, user, Outcome::Failed(error)).await? {
+        Finish::CancelRequested => finish_job(tx, job_id, user, Outcome::Cancelled).await?,
+        finished => finished,
+    };
+    Ok(Abandon::Recorded(match finished {
+        Finish::Recorded(event) => Some(event),
+        Finish::AlreadyEnded | Finish::CancelRequested => None,
+    }))
+}
+
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

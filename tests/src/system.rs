@@ -948,8 +948,6 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://sluice:sluice@127.0.0.1:55672/%2f".into())
 }
 
-/// Deletes the durable queues and exchanges a test system declared, so
-/// repeated runs do not pile them up on the broker.
 /// Deletes what a test system declared on the shared broker, so that runs
 /// of the suite on one machine do not pile up queues (RabbitMQ deletes a
 /// missing queue without complaint, so every retry tier the runner may have
@@ -962,7 +960,11 @@ async fn delete_topology(prefix: &str, retry_base_ms: u64) -> Result<(), lapin::
     let topology = sluice_broker::Topology::new(prefix);
     let base = Duration::from_millis(retry_base_ms);
     let retry_tiers = (1..=16).map(|tier| topology.retry_queue(base, tier).0);
-    let queues = [topology.jobs_queue.clone(), topology.dead_queue.clone()];
+    let queues = [
+        topology.jobs_queue.clone(),
+        topology.dead_queue.clone(),
+        topology.settle_queue.clone(),
+    ];
     for queue in queues.into_iter().chain(retry_tiers) {
         channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

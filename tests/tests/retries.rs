@@ -171,3 +171,76 @@ async fn a_poison_message_is_dead_lettered_and_the_runner_keeps_serving() {
     assert!(out.contains("1 message(s) purged"), "{out}");
     let _ = ServerFrame::Pong { id: 0 };
 }
+
+/// A job the broker gives up on by itself: every delivery handed back
+/// unclaimed (as by runners that die before their claim) until the jobs
+/// queue's delivery limit dead-letters it. The runner's settle consumer
+/// then fails it, so it does not stay `queued` forever: one `failed`
+/// event, and the operators' dead-letter copy stays for replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_dead_lettered_at_the_delivery_limit_ends_failed_with_one_event() {
+    use lapin::options::{BasicGetOptions, BasicNackOptions};
+    let mut system = System::start(SystemOptions {
+        no_runner: true,
+        ..options()
+    })
+    .await;
+    let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("limit"))).await;
+    let job = client.submit("j", "sleep", json!({ "ms": 1 })).await;
+
+    let conn = lapin::Connection::connect(
+        &sluice_tests::system::amqp_url(),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let queue = format!("{}.jobs", system.prefix);
+    let mut deliveries = 0;
+    while let Some(message) = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+    {
+        deliveries += 1;
+        assert!(deliveries <= 100, "never dead-lettered");
+        let requeue = BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        };
+        message.delivery.nack(requeue).await.unwrap();
+    }
+    assert!(
+        deliveries > sluice_broker::DELIVERY_LIMIT,
+        "gone after {deliveries} deliveries"
+    );
+    let _ = conn.close(200, "done".into()).await;
+
+    system.start_runner();
+    let events = client.events_until_terminal(job).await;
+    assert_eq!(Client::statuses(&events), [EventStatus::Failed]);
+    let error = events[0].error.as_ref().expect("an error");
+    assert_eq!(error.code, sluice_proto::ErrorCode::Internal);
+    assert!(
+        error.message.contains("delivery_limit"),
+        "{}",
+        error.message
+    );
+    let (status, attempts, _) = job_row(job).await;
+    assert_eq!((status.as_str(), attempts), ("failed", 0));
+    let terminal: i64 = db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM events WHERE job_id = $1 AND status IN ('done', 'failed', 'cancelled')",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(terminal, 1);
+    let listing = system.jobs_cli(&["dead", "list"]);
+    assert!(listing.contains(&job.to_string()), "{listing}");
+    if let Some(received) = client.try_receive(Duration::from_millis(500)).await {
+        panic!("nothing may follow the terminal event, got {received:?}");
+    }
+}
