@@ -23,7 +23,15 @@ pub enum PublishError {
     #[error("no confirm from the broker within {0:?}")]
     /// No confirm came within the timeout.
     Timeout(Duration),
+    #[error("{0} is {1} bytes; AMQP allows at most 255")]
+    /// An exchange name or routing key too long for AMQP's short string:
+    /// refused before it reaches the wire, where it would corrupt the frame
+    /// (and, in a debug build, panic in the encoder).
+    NameTooLong(&'static str, usize),
 }
+
+/// AMQP's short-string limit, which exchange names and routing keys obey.
+pub const MAX_SHORT_STRING: usize = 255;
 
 /// How a message should be stored by the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +83,11 @@ pub async fn publish_confirmed_with(
     timeout: Duration,
     extras: Extras,
 ) -> Result<(), PublishError> {
+    for (what, name) in [("exchange name", exchange), ("routing key", routing_key)] {
+        if name.len() > MAX_SHORT_STRING {
+            return Err(PublishError::NameTooLong(what, name.len()));
+        }
+    }
     let persistent = durability == Durability::Persistent;
     let mut headers = extras.headers;
     headers.insert(

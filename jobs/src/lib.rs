@@ -228,6 +228,10 @@ pub async fn run_with(
                     .set(round.events_left as f64);
                 ::metrics::gauge!(crate::metrics::OUTBOX_BACKLOG, "kind" => "job")
                     .set(round.jobs_left as f64);
+                ::metrics::gauge!(crate::metrics::OUTBOX_SET_ASIDE, "kind" => "event")
+                    .set(round.events_set_aside as f64);
+                ::metrics::gauge!(crate::metrics::OUTBOX_SET_ASIDE, "kind" => "job")
+                    .set(round.jobs_set_aside as f64);
             },
         ));
         tracing::info!(

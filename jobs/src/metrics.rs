@@ -11,6 +11,9 @@ pub const JOB_DURATION_SECONDS: &str = "sluice_job_duration_seconds";
 pub const JOBS_IN_FLIGHT: &str = "sluice_jobs_in_flight";
 /// Committed events and jobs waiting in the outbox for the relay.
 pub const OUTBOX_BACKLOG: &str = "sluice_outbox_backlog";
+/// Outbox rows the relay set aside: the broker refused them while it took
+/// their neighbours. Anything above 0 wants an operator.
+pub const OUTBOX_SET_ASIDE: &str = "sluice_outbox_set_aside";
 
 /// Describes every runner metric to the installed recorder.
 pub fn describe() {
@@ -20,5 +23,9 @@ pub fn describe() {
     describe_gauge!(
         OUTBOX_BACKLOG,
         "committed but unpublished rows the relay found, by kind (`event`, `job`)"
+    );
+    describe_gauge!(
+        OUTBOX_SET_ASIDE,
+        "outbox rows set aside after failing while the broker took others, by kind"
     );
 }

@@ -6,8 +6,17 @@
 //! only taken once it is older than the submitting process's own publish
 //! could take, so a submission still waiting for its confirm is left alone.
 //!
-//! Events: several runners may relay the same event at once; sessions drop
-//! the duplicate by seq.
+//! Events: taken the same way, with `SKIP LOCKED`, and marked published in
+//! the relay's transaction; a duplicate that still reaches a session (the
+//! writer's own publish racing the relay) is dropped there by seq.
+//!
+//! A row the broker refuses for a reason of its own (a routing key AMQP
+//! cannot carry, a message over the broker's size limit) does not block
+//! the rows behind it: the round goes on past it, and it is blamed only if
+//! a later row of the same round got through (so a broker outage blames
+//! nothing). After [`sluice_store::outbox::SET_ASIDE_AFTER`] such rounds it
+//! is set aside and counted in [`Round::events_set_aside`] /
+//! [`Round::jobs_set_aside`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +34,37 @@ const EVENT_MIN_AGE: Duration = Duration::from_secs(2);
 const JOB_MIN_AGE_SLACK: Duration = Duration::from_secs(2);
 /// Rows relayed per round.
 const BATCH: i64 = 500;
+/// Failures in a row after which a round stops: the broker is away.
+const FAILURES_IN_A_ROW: usize = 3;
+
+/// Which failed rows of a round are to blame: those followed by a success.
+#[derive(Debug)]
+struct Blame<K> {
+    sent: usize,
+    since_success: Vec<K>,
+    blamed: Vec<K>,
+}
+
+impl<K> Blame<K> {
+    fn new() -> Self {
+        Self {
+            sent: 0,
+            since_success: Vec::new(),
+            blamed: Vec::new(),
+        }
+    }
+
+    fn sent(&mut self) {
+        self.sent += 1;
+        self.blamed.append(&mut self.since_success);
+    }
+
+    /// Records a failure; `false` once the round should stop.
+    fn failed(&mut self, key: K) -> bool {
+        self.since_success.push(key);
+        self.since_success.len() < FAILURES_IN_A_ROW
+    }
+}
 
 /// Why a relay round stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +84,14 @@ pub struct Round {
     pub events_sent: usize,
     /// Jobs published this round.
     pub jobs_sent: usize,
-    /// Unpublished events left after the round.
+    /// Unpublished events left after the round (set-aside ones not counted).
     pub events_left: i64,
-    /// Job outbox entries left after the round.
+    /// Job outbox entries left after the round (set-aside ones not counted).
     pub jobs_left: i64,
+    /// Events set aside: they failed while the broker took their neighbours.
+    pub events_set_aside: i64,
+    /// Job entries set aside the same way.
+    pub jobs_set_aside: i64,
 }
 
 /// Runs until `shutdown`, one round every `interval`; `report` sees every
@@ -90,15 +134,26 @@ pub async fn round(
 ) -> Result<Round, RelayError> {
     let mut client = pool.get().await?;
     let mut done = Round::default();
-    let pending = outbox::unpublished(&**client, EVENT_MIN_AGE, BATCH).await?;
-    for event in &pending {
-        if publisher.publish_stored(&**client, event).await {
-            done.events_sent += 1;
-        } else {
+
+    let tx = client.transaction().await?;
+    let mut blame = Blame::new();
+    for event in outbox::take_unpublished(&*tx, EVENT_MIN_AGE, BATCH).await? {
+        // Marked published in this transaction, whose commit ends the round.
+        if publisher.publish_stored(&*tx, &event).await {
+            blame.sent();
+        } else if !blame.failed((event.user, event.seq)) {
             break;
         }
     }
+    done.events_sent = blame.sent;
+    for (user, seq) in &blame.blamed {
+        tracing::warn!(%user, seq, "an event the broker refused while it took others; counting it");
+        outbox::count_event_failure(&*tx, user, *seq).await?;
+    }
+    tx.commit().await?;
+
     let tx = client.transaction().await?;
+    let mut blame = Blame::new();
     for job in outbox::take_pending_jobs(&*tx, job_min_age, BATCH).await? {
         if !job.still_queued {
             // A runner has its message already; the entry is only stale.
@@ -106,14 +161,58 @@ pub async fn round(
             continue;
         }
         match publisher.publish_job(&*tx, job.job_id, &job.body).await {
-            Ok(()) => done.jobs_sent += 1,
+            Ok(()) => blame.sent(),
             Err(e) => {
-                tracing::warn!(job_id = %job.job_id, error = %e, "relaying a job failed; next round retries");
-                break;
+                tracing::warn!(job_id = %job.job_id, error = %e, "relaying a job failed; a later round retries");
+                if !blame.failed(job.job_id) {
+                    break;
+                }
             }
         }
     }
+    done.jobs_sent = blame.sent;
+    for job_id in &blame.blamed {
+        outbox::count_job_failure(&*tx, *job_id).await?;
+    }
     tx.commit().await?;
-    (done.events_left, done.jobs_left) = outbox::backlog(&**client).await?;
+
+    let backlog = outbox::backlog(&**client).await?;
+    done.events_left = backlog.events;
+    done.jobs_left = backlog.jobs;
+    done.events_set_aside = backlog.events_set_aside;
+    done.jobs_set_aside = backlog.jobs_set_aside;
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_followed_by_a_success_is_blamed() {
+        let mut blame = Blame::new();
+        blame.sent();
+        assert!(blame.failed("bad"));
+        blame.sent();
+        blame.sent();
+        assert_eq!((blame.sent, blame.blamed), (3, vec!["bad"]));
+    }
+
+    #[test]
+    fn failures_after_the_last_success_are_not_blamed_and_stop_the_round() {
+        let mut blame = Blame::new();
+        blame.sent();
+        assert!(blame.failed(1));
+        assert!(blame.failed(2));
+        assert!(!blame.failed(3), "three in a row: the broker is away");
+        assert!(blame.blamed.is_empty());
+    }
+
+    #[test]
+    fn a_round_where_nothing_got_through_blames_nothing() {
+        let mut blame = Blame::<u8>::new();
+        assert!(blame.failed(1));
+        assert_eq!(blame.sent, 0);
+        assert!(blame.blamed.is_empty());
+    }
 }

@@ -24,30 +24,78 @@ pub async fn mark_published<C: GenericClient>(
     Ok(())
 }
 
-/// Committed events not yet published and older than `min_age` (younger
-/// ones are most likely being published by the runner that wrote them).
-pub async fn unpublished<C: GenericClient>(
-    client: &C,
+/// Rounds in which a row failed while the broker took others, after which
+/// the relay sets it aside (leaves it for operators, counted in the
+/// backlog's `set_aside`). The event stays in the log for resume.
+pub const SET_ASIDE_AFTER: i16 = 5;
+
+/// Takes committed events not yet published and older than `min_age`
+/// (younger ones are most likely being published by the runner that wrote
+/// them), oldest first, at most `limit`, locking them until the caller's
+/// commit. Events another relay has locked, and events set aside, are
+/// skipped, so several runners share the backlog.
+pub async fn take_unpublished<C: GenericClient>(
+    tx: &C,
     min_age: Duration,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
-    let rows = client
-        .query(
+    let rows = tx
+        .query_typed(
             "SELECT user_id, seq, job_id, frame FROM events
              WHERE NOT published AND created_at < now() - make_interval(secs => $1)
-             ORDER BY created_at, user_id, seq LIMIT $2",
-            &[&min_age.as_secs_f64(), &limit],
+               AND relay_failures < $3
+             ORDER BY created_at, user_id, seq LIMIT $2
+             FOR UPDATE SKIP LOCKED",
+            &[
+                (&min_age.as_secs_f64(), Type::FLOAT8),
+                (&limit, Type::INT8),
+                (&SET_ASIDE_AFTER, Type::INT2),
+            ],
         )
         .await?;
     Ok(rows
         .into_iter()
         .map(|r| StoredEvent {
             user: r.get(0),
-            seq: r.get::<_, i64>(1) as u64,
+            // Written by Sluice from a u64 counter; never negative.
+            seq: u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
             job_id: r.get(2),
             frame: r.get(3),
         })
         .collect())
+}
+
+/// Counts a failed relay of an event whose neighbours got through.
+pub async fn count_event_failure<C: GenericClient>(
+    client: &C,
+    user: &str,
+    seq: u64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute_typed(
+            "UPDATE events SET relay_failures = relay_failures + 1
+             WHERE user_id = $1 AND seq = $2",
+            &[
+                (&user, Type::TEXT),
+                (&i64::try_from(seq).unwrap_or(i64::MAX), Type::INT8),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Counts a failed relay of a job entry whose neighbours got through.
+pub async fn count_job_failure<C: GenericClient>(
+    client: &C,
+    job_id: uuid::Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute_typed(
+            "UPDATE job_outbox SET relay_failures = relay_failures + 1 WHERE job_id = $1",
+            &[(&job_id, Type::UUID)],
+        )
+        .await?;
+    Ok(())
 }
 
 /// A job whose outbox entry is still there.
@@ -76,9 +124,14 @@ pub async fn take_pending_jobs<C: GenericClient>(
             "SELECT o.job_id, o.body, j.status = 'queued' AND j.attempts = 0
              FROM job_outbox o JOIN jobs j ON j.id = o.job_id
              WHERE o.created_at < now() - make_interval(secs => $1)
+               AND o.relay_failures < $3
              ORDER BY o.created_at LIMIT $2
              FOR UPDATE OF o SKIP LOCKED",
-            &[(&min_age.as_secs_f64(), Type::FLOAT8), (&limit, Type::INT8)],
+            &[
+                (&min_age.as_secs_f64(), Type::FLOAT8),
+                (&limit, Type::INT8),
+                (&SET_ASIDE_AFTER, Type::INT2),
+            ],
         )
         .await?;
     Ok(rows
@@ -106,14 +159,35 @@ pub async fn mark_job_published<C: GenericClient>(
     Ok(())
 }
 
-/// How much the outbox holds: (unpublished events, unpublished jobs).
-pub async fn backlog<C: GenericClient>(client: &C) -> Result<(i64, i64), tokio_postgres::Error> {
+/// How much the outbox holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Unpublished events the relay still tries.
+    pub events: i64,
+    /// Job entries the relay still tries.
+    pub jobs: i64,
+    /// Events set aside after [`SET_ASIDE_AFTER`] failed rounds.
+    pub events_set_aside: i64,
+    /// Job entries set aside after [`SET_ASIDE_AFTER`] failed rounds.
+    pub jobs_set_aside: i64,
+}
+
+/// The outbox's size, in one round trip.
+pub async fn backlog<C: GenericClient>(client: &C) -> Result<Backlog, tokio_postgres::Error> {
     let row = client
         .query_typed_one(
-            "SELECT (SELECT count(*) FROM events WHERE NOT published),
-                    (SELECT count(*) FROM job_outbox)",
-            &[],
+            "SELECT count(*) FILTER (WHERE relay_failures < $1),
+                    count(*) FILTER (WHERE relay_failures >= $1),
+                    (SELECT count(*) FILTER (WHERE relay_failures < $1) FROM job_outbox),
+                    (SELECT count(*) FILTER (WHERE relay_failures >= $1) FROM job_outbox)
+             FROM events WHERE NOT published",
+            &[(&SET_ASIDE_AFTER, Type::INT2)],
         )
         .await?;
-    Ok((row.get(0), row.get(1)))
+    Ok(Backlog {
+        events: row.get(0),
+        events_set_aside: row.get(1),
+        jobs: row.get(2),
+        jobs_set_aside: row.get(3),
+    })
 }

@@ -167,7 +167,8 @@ async fn an_earlier_deployments_tables_move_into_sluices_schema_with_their_rows(
             "lifecycle",
             "retries",
             "status_check",
-            "job_outbox"
+            "job_outbox",
+            "relay_failures"
         ]
     );
     let row = app
