@@ -44,14 +44,17 @@ impl Sequencer {
     /// that was replayed to it).
     pub fn new(last_seq: u64) -> Self {
         Self {
-            next: last_seq + 1,
+            // Saturating here and below: seqs come from the database and
+            // from broker messages, which anyone with broker credentials can
+            // publish; u64::MAX must not wrap the session back to 0.
+            next: last_seq.saturating_add(1),
             ..Default::default()
         }
     }
 
     /// The newest stored seq sent (or skipped) so far.
     pub fn last_sent(&self) -> u64 {
-        self.next - 1
+        self.next.saturating_sub(1)
     }
 
     /// Takes an event (live or read back from the database) and appends to
@@ -85,8 +88,8 @@ impl Sequencer {
     pub fn gap(&self) -> Option<Gap> {
         let (&first, _) = self.held.first_key_value()?;
         (first > self.next).then(|| Gap {
-            after: self.next - 1,
-            upto: first - 1,
+            after: self.next.saturating_sub(1),
+            upto: first.saturating_sub(1),
         })
     }
 
@@ -105,7 +108,7 @@ impl Sequencer {
                 return;
             }
             out.push(entry.remove());
-            self.next += 1;
+            self.next = self.next.saturating_add(1);
         }
     }
 }
@@ -142,6 +145,30 @@ mod tests {
         s.push(ev(12, 1, EventStatus::Done), &mut out);
         assert_eq!(seqs(&out), [11, 12]);
         assert_eq!(s.last_sent(), 12);
+    }
+
+    #[test]
+    fn the_largest_seq_from_the_broker_neither_panics_nor_wraps() {
+        let mut s = Sequencer::new(u64::MAX - 1);
+        let mut out = vec![];
+        s.push(ev(u64::MAX, 1, EventStatus::Done), &mut out);
+        assert_eq!(seqs(&out), [u64::MAX]);
+        assert_eq!(s.last_sent(), u64::MAX - 1, "saturated, not wrapped to 0");
+        out.clear();
+        s.push(ev(5, 1, EventStatus::Done), &mut out);
+        assert!(out.is_empty(), "an old seq is not sent again");
+
+        let mut fresh = Sequencer::new(0);
+        fresh.push(ev(u64::MAX, 1, EventStatus::Done), &mut out);
+        assert_eq!(
+            fresh.gap(),
+            Some(Gap {
+                after: 0,
+                upto: u64::MAX - 1
+            })
+        );
+        let mut at_end = Sequencer::new(u64::MAX);
+        at_end.push(ev(u64::MAX, 1, EventStatus::Done), &mut out);
     }
 
     #[test]
