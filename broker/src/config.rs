@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AmqpConfig {
-    /// AMQP 0-9-1 URL.
+    /// AMQP 0-9-1 URL, or a cluster's nodes as several URLs separated by
+    /// commas (tried in turn; see [`crate::connect`]).
     pub url: String,
     /// Prefix of every exchange and queue name, so deployments can share a vhost.
     pub prefix: String,
@@ -35,7 +36,7 @@ impl AmqpConfig {
         if self.prefix.is_empty() || self.prefix.len() > 100 {
             return Err(("amqp.prefix", "must be 1 to 100 characters".into()));
         }
-        if let Err(e) = self.url.parse::<lapin::uri::AMQPUri>() {
+        if let Err(e) = crate::connect::nodes(&self.url) {
             return Err(("amqp.url", format!("not an AMQP URL: {e}")));
         }
         if !(1..=MAX_PUBLISH_TIMEOUT_MS).contains(&self.publish_timeout_ms) {

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lapin::tcp::{AMQPUriTcpExt, OwnedTLSConfig};
+use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 
 /// Longest one attempt at connecting and declaring may take before it is
@@ -19,21 +23,46 @@ pub enum Recovery {
     Manual,
 }
 
+/// The nodes `url` names: one AMQP URL, or several separated by commas (a
+/// cluster's nodes). Each must parse; the heartbeat default is applied.
+pub fn nodes(url: &str) -> Result<Vec<AMQPUri>, String> {
+    let nodes = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            let mut uri: AMQPUri = u.parse()?;
+            // RabbitMQ proposes 60 s, after which a runner that vanished
+            // keeps its deliveries for up to two minutes. With 5 s the broker
+            // gives them to another runner about 10 s after the last sign of
+            // life. A URL's own `?heartbeat=` wins.
+            uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
+            Ok(uri)
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if nodes.is_empty() {
+        return Err("no AMQP URL given".into());
+    }
+    Ok(nodes)
+}
+
 /// Connects once. Callers that must wait for a broker still starting wrap
 /// this, together with their declarations, in a bounded retry.
+///
+/// With several nodes in `url`, every TCP connect (the first, lapin's
+/// retries, and, with [`Recovery::Automatic`], every recovery) goes to the
+/// next node in turn, starting at one picked by the process id so that a
+/// fleet spreads over the cluster: a node that died is left for the next
+/// one at the first refused connect. User, password, vhost and options are
+/// the first URL's; the others contribute host and port.
 pub async fn connect(
     url: &str,
     name: &str,
     recovery: Recovery,
 ) -> Result<Connection, lapin::Error> {
-    let mut uri: lapin::uri::AMQPUri = url.parse().map_err(|e: String| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("amqp url: {e}"))
+    let nodes = nodes(url).map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("amqp.url: {e}"))
     })?;
-    // RabbitMQ proposes 60 s, after which a runner that vanished keeps its
-    // deliveries for up to two minutes. With 5 s the broker gives them to
-    // another runner about 10 s after the last sign of life. A URL's own
-    // `?heartbeat=` wins.
-    uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
     let mut props = ConnectionProperties::default().with_connection_name(name.into());
     if recovery == Recovery::Automatic {
         // lapin's default schedule doubles the wait up to 16 times: after
@@ -48,7 +77,22 @@ pub async fn connect(
             })
             .enable_auto_recover();
     }
-    Connection::connect_uri(uri, props).await
+    let first = nodes[0].clone();
+    let turn = AtomicUsize::new(std::process::id() as usize);
+    let runtime = lapin::runtime::default_runtime()?;
+    Connection::connector(
+        first,
+        runtime,
+        async move |_, runtime| {
+            let node = &nodes[turn.fetch_add(1, Ordering::Relaxed) % nodes.len()];
+            tracing::debug!(host = %node.authority.host, port = node.authority.port, "connecting to a broker node");
+            AMQPUriTcpExt::connect_with_config_async(node, OwnedTLSConfig::default().as_ref(), &runtime)
+                .await
+                .map_err(lapin::Error::from)
+        },
+        props,
+    )
+    .await
 }
 
 /// The AMQP heartbeat asked for when the URL names none, in seconds.
@@ -66,5 +110,23 @@ pub async fn close(conn: &Connection, reason: &str) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(error = %e, "closing the broker connection failed"),
         Err(_) => tracing::warn!("the broker did not answer the connection close in time"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_nodes_parses_with_the_heartbeat_default_unless_a_url_names_one() {
+        let parsed =
+            nodes("amqp://u:p@127.0.0.1:55680/%2f, amqp://u:p@127.0.0.1:55682/%2f?heartbeat=30")
+                .unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].authority.port, 55680);
+        assert_eq!(parsed[0].query.heartbeat, Some(DEFAULT_HEARTBEAT_SECS));
+        assert_eq!(parsed[1].query.heartbeat, Some(30));
+        assert!(nodes(" , ").is_err());
+        assert!(nodes("amqp://ok:ok@127.0.0.1/%2f,http://not-amqp").is_err());
     }
 }
