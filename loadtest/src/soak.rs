@@ -2,7 +2,9 @@
 //! schedule; afterwards every accepted job must have ended exactly once and
 //! every session must have seen every stored event exactly once.
 //!
-//! Each session submits a short `sleep` job at a fixed interval, reconnects
+//! Each session submits a short `sleep` job at a fixed interval (the first
+//! `--long-jobs` sessions start with a long one, to be caught mid-work by
+//! the faults), reconnects
 //! (with `resume`) whenever its connection ends, and counts: submissions
 //! accepted and refused, terminal events per job (lost: none; duplicated:
 //! more than one), and per-session seq continuity (missing seqs, repeated
@@ -40,6 +42,13 @@ pub(crate) struct SoakArgs {
     /// Length of each `sleep` job (ms).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_MS))]
     job_ms: u64,
+    /// Sessions whose first job is a long one (`--long-job-ms`), so that
+    /// faults early in the run hit jobs in the middle of their work.
+    #[arg(long, default_value_t = 0, value_parser = crate::report::count())]
+    long_jobs: usize,
+    /// Length of those long jobs (ms); make it longer than each outage.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(..=crate::report::MAX_MS))]
+    long_job_ms: u64,
     /// A fault: `SECS:COMMAND`, run with `sh -c` SECS after the start. Repeatable.
     #[arg(long = "fault")]
     faults: Vec<String>,
@@ -175,9 +184,17 @@ pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<()> {
     for i in 0..args.sessions {
         let target = args.target.clone();
         let user = format!("soak-{run_id}-{i}");
-        let (interval, job_ms) = (Duration::from_millis(args.interval_ms), args.job_ms);
+        let jobs = Jobs {
+            interval: Duration::from_millis(args.interval_ms),
+            ms: args.job_ms,
+            first_ms: if i < args.long_jobs {
+                args.long_job_ms
+            } else {
+                args.job_ms
+            },
+        };
         tasks.push(tokio::spawn(async move {
-            session_loop(target, user, interval, job_ms, submit_until, drain_until).await
+            session_loop(target, user, jobs, submit_until, drain_until).await
         }));
     }
 
@@ -268,14 +285,24 @@ pub(crate) async fn run(args: SoakArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One session: submit every `interval` until `submit_until`, then read
-/// until every accepted job ended or `drain_until`; reconnect with resume
-/// whenever the connection ends.
+/// What one session submits.
+#[derive(Debug, Clone, Copy)]
+struct Jobs {
+    /// Pause between submissions.
+    interval: Duration,
+    /// Length of each `sleep` job (ms).
+    ms: u64,
+    /// Length of the first one (ms): a long job for some sessions.
+    first_ms: u64,
+}
+
+/// One session: submit every `jobs.interval` until `submit_until`, then
+/// read until every accepted job ended or `drain_until`; reconnect with
+/// resume whenever the connection ends.
 async fn session_loop(
     target: Target,
     user: String,
-    interval: Duration,
-    job_ms: u64,
+    jobs: Jobs,
     submit_until: Instant,
     drain_until: Instant,
 ) -> SessionTally {
@@ -323,7 +350,9 @@ async fn session_loop(
             let reference = format!("s{n}");
             let frame = OutgoingFrame::Submit {
                 reference: reference.clone(),
-                job: JobRequest::Sleep(SleepArgs { ms: job_ms }),
+                job: JobRequest::Sleep(SleepArgs {
+                    ms: if n == 1 { jobs.first_ms } else { jobs.ms },
+                }),
             };
             if s.send(&frame).await.is_err() {
                 session = None;
@@ -331,7 +360,7 @@ async fn session_loop(
             }
             tally.submitted += 1;
             awaiting = Some(reference);
-            next_submit = now + interval;
+            next_submit = now + jobs.interval;
         }
         match s.try_next(Duration::from_millis(100)).await {
             Ok(Some(frame)) => tally.record(frame, &mut awaiting),

@@ -1,7 +1,9 @@
 //! The soak: 60 s of jobs from 20 sessions while RabbitMQ is killed and
 //! restarted, PostgreSQL is restarted (immediate) and the runner is killed
-//! and restarted. Nothing accepted is lost or duplicated, and no session
-//! misses or repeats an event.
+//! and restarted. Four sessions start with a 30 s job, longer than the
+//! broker outage, so the broker's SIGKILL at 12 s lands in the middle of
+//! their work (and the later faults most likely too). Nothing accepted is
+//! lost or duplicated, and no session misses or repeats an event.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -34,6 +36,10 @@ async fn sixty_seconds_with_one_restart_of_each_service_loses_and_repeats_nothin
             "200",
             "--drain-secs",
             "90",
+            "--long-jobs",
+            "4",
+            "--long-job-ms",
+            "30000",
         ])
         .arg("--fault")
         .arg(format!(
