@@ -225,3 +225,80 @@ async fn a_cancel_answered_during_a_broker_outage_ends_the_job_cancelled() {
     assert_eq!(executions.committed(job).await, 0, "the work rolled back");
     assert_eq!(stored(job).await, ("cancelled".to_owned(), 1, 1));
 }
+
+/// A cancel that fails because PostgreSQL is down is answered with an
+/// error the client can retry (503 `unavailable`, nothing changed); once
+/// the database is back the retry succeeds and the job ends `cancelled`,
+/// whatever its interrupted attempt was doing meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_refused_while_the_database_is_down_can_be_retried() {
+    let executions = Executions::new().await;
+    let user = unique_user("cancel-db");
+    let handlers = executions.clone();
+    let system = System::start(
+        SystemOptions::default()
+            .handlers(move || handlers.handlers())
+            .gateway("SLUICE_DATABASE__POOL_WAIT_MS", 1000),
+    )
+    .await;
+    let (mut client, _) = Client::hello(&system.ws_url(), &token(&user)).await;
+    let job = client
+        .submit("long", "sleep", json!({ "ms": 30_000 }))
+        .await;
+    until_running(&mut client, job).await;
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let delete = || {
+        http.delete(system.http_url(&format!("/v1/jobs/{job}")))
+            .header("authorization", format!("Bearer {}", token(&user)))
+            .send()
+    };
+    let guard = RestoreServices;
+    services(&["stop-pg", "fast"]);
+    let refused = delete().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    drop(guard); // start-pg (and start-rabbit, already up)
+
+    let retried = eventually(
+        Duration::from_secs(20),
+        "the retried cancel to succeed",
+        || async {
+            let response = delete().await.ok()?;
+            (response.status() == 200).then_some(response)
+        },
+    )
+    .await;
+    let body: serde_json::Value = retried.json().await.unwrap();
+    assert_eq!(body["id"], job.to_string(), "{body}");
+
+    eventually(
+        Duration::from_secs(30),
+        "the job to end cancelled",
+        || async {
+            let (status, _, terminal) = stored(job).await;
+            (status == "cancelled" && terminal == 1).then_some(())
+        },
+    )
+    .await;
+    let statuses = statuses_until_quiet(
+        &mut client,
+        job,
+        Duration::from_secs(30),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| s.is_terminal())
+            .collect::<Vec<_>>(),
+        [&EventStatus::Cancelled],
+        "{statuses:?}"
+    );
+    assert_eq!(executions.committed(job).await, 0, "no work committed");
+}
