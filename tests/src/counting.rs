@@ -48,6 +48,19 @@ impl Executions {
         let mut handlers = Handlers::builtin();
         handlers.register(Box::new(CountingSleep {
             executions: self.clone(),
+            panic_first: false,
+        }));
+        handlers
+    }
+
+    /// Like [`Executions::handlers`], but the first execution of every job
+    /// panics inside the handler (after its effect was written in the
+    /// job's transaction), as a bug in an application's handler would.
+    pub fn panicking_handlers(&self) -> Handlers {
+        let mut handlers = Handlers::builtin();
+        handlers.register(Box::new(CountingSleep {
+            executions: self.clone(),
+            panic_first: true,
         }));
         handlers
     }
@@ -76,6 +89,7 @@ impl Executions {
 
 struct CountingSleep {
     executions: Executions,
+    panic_first: bool,
 }
 
 impl Handler for CountingSleep {
@@ -88,9 +102,14 @@ impl Handler for CountingSleep {
         ctx: JobContext<'a, '_>,
     ) -> BoxFuture<'a, Result<serde_json::Value, JobFailure>> {
         Box::pin(async move {
-            if let Ok(mut started) = self.executions.started.lock() {
-                *started.entry(ctx.job.job_id).or_default() += 1;
-            }
+            let nth = match self.executions.started.lock() {
+                Ok(mut started) => {
+                    let n = started.entry(ctx.job.job_id).or_default();
+                    *n += 1;
+                    *n
+                }
+                Err(_) => 0,
+            };
             let args =
                 SleepArgs::parse(&ctx.job.args).map_err(|e| JobFailure::bad_args(e.to_string()))?;
             ctx.tx
@@ -99,6 +118,12 @@ impl Handler for CountingSleep {
                     &[&ctx.job.job_id],
                 )
                 .await?;
+            if self.panic_first && nth == 1 {
+                panic!(
+                    "a handler bug (test): first execution of {}",
+                    ctx.job.job_id
+                );
+            }
             let seconds = args.ms as f64 / 1000.0;
             ctx.tx.execute("SELECT pg_sleep($1)", &[&seconds]).await?;
             Ok(json!({ "slept_ms": args.ms }))

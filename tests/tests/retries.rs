@@ -244,3 +244,40 @@ async fn a_job_dead_lettered_at_the_delivery_limit_ends_failed_with_one_event() 
         panic!("nothing may follow the terminal event, got {received:?}");
     }
 }
+
+/// A handler that panics (a bug in an application's handler) does not
+/// take the runner down or strand the job: the panic is caught, the
+/// delivery settled as a transient failure (its effect rolled back), and
+/// the retry runs it to `done` with one terminal event. The runner keeps
+/// serving other jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_retried_and_the_runner_keeps_serving() {
+    let executions = sluice_tests::counting::Executions::new().await;
+    let handlers = executions.clone();
+    let system = System::start(options().handlers(move || handlers.panicking_handlers())).await;
+    let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("panic"))).await;
+    let job = client.submit("p", "sleep", json!({ "ms": 10 })).await;
+    let events = client.events_until_terminal(job).await;
+    assert_eq!(
+        Client::statuses(&events),
+        [EventStatus::Running, EventStatus::Done]
+    );
+    assert_eq!(executions.started(job), 2, "the panicked one and the retry");
+    assert_eq!(
+        executions.committed(job).await,
+        1,
+        "the panicked one rolled back"
+    );
+    let (status, attempts, last_error) = job_row(job).await;
+    assert_eq!((status.as_str(), attempts), ("done", 2));
+    assert!(
+        last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked")),
+        "{last_error:?}"
+    );
+    // Still serving: a second job (its own first execution panics too).
+    let next = client.submit("q", "sleep", json!({ "ms": 10 })).await;
+    let events = client.events_until_terminal(next).await;
+    assert_eq!(events.last().map(|e| e.status), Some(EventStatus::Done));
+}
