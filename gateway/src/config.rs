@@ -29,7 +29,8 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// HS256 secret. The default is for development only and logged as such.
+    /// HS256 secret, at least [`MIN_SECRET_BYTES`] bytes. The default is
+    /// the public development secret, refused outside development mode.
     pub jwt_secret: String,
     /// When set, tokens must carry this `aud`.
     pub audience: Option<String>,
@@ -37,8 +38,13 @@ pub struct AuthConfig {
     pub allowed_origins: Vec<String>,
 }
 
-/// The development secret; `validate` warns when it is in use.
+/// The development secret: public (it is in this source), so the gateway
+/// refuses it outside development mode.
 pub const DEV_JWT_SECRET: &str = "sluice-development-secret-change-me";
+
+/// The shortest `auth.jwt_secret` accepted outside development mode: 32
+/// bytes, HS256's own key size (RFC 7518, section 3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
 
 impl Default for AuthConfig {
     fn default() -> Self {
@@ -141,14 +147,57 @@ impl Settings for Config {
         self.amqp.validate()?;
         self.auth.validate()?;
         self.gateway.validate()?;
+        self.exposure()?;
         Ok(())
     }
 }
 
 impl Config {
-    /// True when the development JWT secret is in use (logged loudly).
+    /// True when the development JWT secret is in use.
     pub fn uses_dev_secret(&self) -> bool {
         self.auth.jwt_secret == DEV_JWT_SECRET
+    }
+
+    /// What may face a network: outside development mode, a secret of
+    /// [`MIN_SECRET_BYTES`] that is not the public development one; in
+    /// development mode (which signs tokens for anyone) a loopback address
+    /// only.
+    fn exposure(&self) -> Result<(), (&'static str, String)> {
+        if self.gateway.dev_mode {
+            let loopback = self
+                .gateway
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|addr| addr.ip().is_loopback());
+            if !loopback {
+                return Err((
+                    "gateway.dev_mode",
+                    format!(
+                        "signs tokens for anyone, so it listens only on a loopback address (127.0.0.1, ::1); gateway.listen is {}",
+                        self.gateway.listen
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        if self.uses_dev_secret() {
+            return Err((
+                "auth.jwt_secret",
+                format!(
+                    "is the public development secret: set SLUICE_AUTH__JWT_SECRET to at least {MIN_SECRET_BYTES} random bytes (head -c 32 /dev/urandom | base64), or turn gateway.dev_mode on for a loopback address"
+                ),
+            ));
+        }
+        if self.auth.jwt_secret.len() < MIN_SECRET_BYTES {
+            return Err((
+                "auth.jwt_secret",
+                format!(
+                    "is {} bytes; at least {MIN_SECRET_BYTES} are needed outside development mode",
+                    self.auth.jwt_secret.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -229,15 +278,49 @@ mod tests {
 
     use super::*;
 
+    /// A config that may face a network: the defaults and a real secret.
+    fn with_secret() -> Config {
+        let mut config = Config::default();
+        config.auth.jwt_secret = "0123456789abcdef0123456789abcdef".into();
+        config
+    }
+
     #[test]
-    fn defaults_are_valid() {
-        Config::default().validate().unwrap();
+    fn defaults_are_valid_with_a_secret_of_their_own() {
+        with_secret().validate().unwrap();
+    }
+
+    #[test]
+    fn the_development_secret_and_short_secrets_run_only_in_development_mode() {
+        let err = Config::default().validate().unwrap_err().to_string();
+        assert!(
+            err.contains("auth.jwt_secret") && err.contains("public development secret"),
+            "{err}"
+        );
+        let mut short = with_secret();
+        short.auth.jwt_secret = "0123456789abcdef0123456789".into();
+        let err = short.validate().unwrap_err().to_string();
+        assert!(err.contains("is 26 bytes"), "{err}");
+
+        let mut dev = Config::default();
+        dev.gateway.dev_mode = true;
+        dev.validate().unwrap();
+        for listen in ["0.0.0.0:8080", "[::]:8080", "10.1.2.3:8080"] {
+            dev.gateway.listen = listen.into();
+            let err = dev.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("gateway.dev_mode") && err.contains(listen),
+                "{err}"
+            );
+        }
+        dev.gateway.listen = "[::1]:8080".into();
+        dev.validate().unwrap();
     }
 
     #[test]
     fn read_buffers_and_durations_are_bounded() {
         let refused = |edit: fn(&mut Config)| {
-            let mut config = Config::default();
+            let mut config = with_secret();
             edit(&mut config);
             config.validate().unwrap_err().to_string()
         };
@@ -259,6 +342,10 @@ mod tests {
                 "[gateway]\nlisten = \"127.0.0.1:9000\"\nheartbeat_ms = 1000\n[runner]\nconcurrency = 3\n",
             )?;
             jail.set_env("SLUICE_GATEWAY__HEARTBEAT_MS", "2000");
+            jail.set_env(
+                "SLUICE_AUTH__JWT_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            );
             jail.set_env("SLUICE_STATE_DIR", "/tmp/ignored");
             let c = Config::load(Some(Path::new("s.toml"))).unwrap();
             assert_eq!(c.gateway.listen, "127.0.0.1:9000");

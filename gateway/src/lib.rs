@@ -47,9 +47,11 @@ pub async fn serve(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
-    if config.uses_dev_secret() {
+    if config.gateway.dev_mode {
         tracing::warn!(
-            "auth.jwt_secret is the development default: set SLUICE_AUTH__JWT_SECRET in production"
+            listen = %config.gateway.listen,
+            dev_secret = config.uses_dev_secret(),
+            "development mode: POST /v1/dev/token signs tokens for anyone; loopback only, never in production"
         );
     }
     let metrics = sluice_process::metrics::install_recorder(crate::metrics::describe)?;
