@@ -64,6 +64,9 @@ pub struct GatewayConfig {
     pub listen: String,
     /// Time allowed for the first (`hello`) frame.
     pub hello_timeout_ms: u64,
+    /// Largest `hello` frame (and all a socket may send before it); a
+    /// larger one closes with 1009 before it is buffered or its token hashed.
+    pub max_hello_bytes: usize,
     /// Interval of server Pings; two silent intervals close the session.
     pub heartbeat_ms: u64,
     /// Largest accepted message; bigger ones close with 1009.
@@ -115,6 +118,7 @@ impl Default for GatewayConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             hello_timeout_ms: 5_000,
+            max_hello_bytes: 8 * 1024,
             heartbeat_ms: 25_000,
             max_message_bytes: 16 * 1024 * 1024,
             max_bad_frames: 16,
@@ -222,6 +226,13 @@ impl GatewayConfig {
             }
         };
         at_least("gateway.heartbeat_ms", self.heartbeat_ms, 100)?;
+        at_least("gateway.max_hello_bytes", self.max_hello_bytes as u64, 256)?;
+        if self.max_hello_bytes > self.max_message_bytes {
+            return Err((
+                "gateway.max_hello_bytes",
+                "must not exceed gateway.max_message_bytes".into(),
+            ));
+        }
         if self.drain_spread_ms > self.drain_grace_ms {
             return Err((
                 "gateway.drain_spread_ms",

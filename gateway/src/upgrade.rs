@@ -82,18 +82,25 @@ pub async fn ws_upgrade(
     }
     let on_upgrade = hyper::upgrade::on(&mut request);
     let ws_config = state.ws_config;
+    let hello_bytes = state.config.gateway.max_hello_bytes;
     let session_state = state.clone();
     state.sessions.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
+                let budget = session::budget::ReadBudget::new(hello_bytes);
                 let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    session::budget::Budgeted::new(TokioIo::new(upgraded), budget.clone()),
                     Role::Server,
                     Some(ws_config),
                 )
                 .await;
-                let session =
-                    session::run(ws, session_state.clone(), header_auth, &client.to_string());
+                let session = session::run(
+                    ws,
+                    session_state.clone(),
+                    header_auth,
+                    &client.to_string(),
+                    Some(budget),
+                );
                 // A task of its own, so that it does not carry this one's
                 // upgrade state for the session's life.
                 session_state.sessions.spawn(session);

@@ -58,6 +58,9 @@ where
                 (None, None) => Err(AuthError::Missing),
             }
             .map_err(|e| End::close(CloseCode::Policy, e.to_string()))?;
+            if let Some(budget) = &self.budget {
+                budget.lift();
+            }
             return Ok((claims, hello.resume));
         }
     }

@@ -10,6 +10,7 @@
 //! event log, the job commands, the shared in-memory parts), so unit tests
 //! drive it over an in-memory socket with fakes.
 
+pub mod budget;
 mod env;
 mod hello;
 pub mod sequencer;
@@ -90,11 +91,15 @@ pub type HeaderAuth = Option<Result<Claims, AuthError>>;
 /// closes it. Built outside the future, so that the task holding it keeps
 /// only the session and its span (an idle session's memory is mostly this
 /// future).
+///
+/// `budget`, when given, is the read budget of the socket under `ws`
+/// (see [`budget`]); it is lifted once `hello` is accepted.
 pub fn run<S, E>(
     ws: S,
     state: Arc<E>,
     header_auth: HeaderAuth,
     peer: &str,
+    budget: Option<budget::ReadBudget>,
 ) -> impl Future<Output = ()> + use<S, E>
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
@@ -102,6 +107,7 @@ where
 {
     let mut session = Session {
         ws,
+        budget,
         state,
         user: Arc::from(""),
         id: Uuid::new_v4(),
@@ -131,6 +137,8 @@ where
 }
 
 pub(crate) struct Session<S, E> {
+    /// The socket's pre-hello read budget, lifted after `hello`.
+    budget: Option<budget::ReadBudget>,
     ws: S,
     state: Arc<E>,
     user: Arc<str>,
@@ -594,6 +602,9 @@ where
 fn read_error(e: WsError) -> End {
     match e {
         WsError::Capacity(_) => End::close(CloseCode::TooBig, "message too big"),
+        WsError::Io(e) if budget::ReadBudget::is_spent(&e) => {
+            End::close(CloseCode::TooBig, "hello too big")
+        }
         WsError::Utf8(_) => End::close(CloseCode::InvalidData, "invalid utf-8"),
         WsError::Protocol(_) => End::close(CloseCode::ProtocolError, "protocol error"),
         _ => End::Gone,

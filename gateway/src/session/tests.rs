@@ -274,8 +274,22 @@ enum Read {
 impl Client {
     /// Opens a session on an in-memory socket; sends nothing yet.
     async fn open(fake: &Arc<Fake>) -> Self {
+        Self::open_with_budget(fake, None).await
+    }
+
+    /// [`Client::open`] with a pre-hello read budget of `hello_bytes`.
+    async fn open_with_budget(fake: &Arc<Fake>, hello_bytes: Option<usize>) -> Self {
         let (client_io, server_io) = tokio::io::duplex(1 << 16);
         let server_config = WebSocketConfig::default().write_buffer_size(0);
+        let budget = hello_bytes.map(super::budget::ReadBudget::new);
+        let server_io = super::budget::Budgeted::new(
+            server_io,
+            budget.clone().unwrap_or_else(|| {
+                let unlimited = super::budget::ReadBudget::new(0);
+                unlimited.lift();
+                unlimited
+            }),
+        );
         let server =
             WebSocketStream::from_raw_socket(server_io, Role::Server, Some(server_config)).await;
         let muted = Arc::new(AtomicBool::new(false));
@@ -284,7 +298,7 @@ impl Client {
             muted: muted.clone(),
         };
         let ws = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
-        let session = tokio::spawn(super::run(server, fake.clone(), None, "test"));
+        let session = tokio::spawn(super::run(server, fake.clone(), None, "test", budget));
         Self { ws, muted, session }
     }
 
@@ -448,6 +462,45 @@ async fn a_hello_within_the_timeout_is_welcomed() {
     tokio::time::sleep(HELLO_TIMEOUT * 3).await;
     client.ping(1).await;
     assert_eq!(client.frame().await, ServerFrame::Pong { id: 1 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hello_over_its_budget_closes_with_1009_before_its_token_is_read() {
+    let fake = Fake::new(config());
+    let mut client = Client::open_with_budget(&fake, Some(8 * 1024)).await;
+    let token = format!("{}{}", fake.token(), "x".repeat(16 * 1024));
+    client
+        .send(&OutgoingFrame::Hello {
+            token: Some(token),
+            resume: None,
+        })
+        .await;
+    let close = client.closed().await;
+    assert_eq!(close.code, CloseCode::Size);
+    assert_eq!(close.reason.as_str(), "hello too big");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_hello_the_budget_is_lifted() {
+    let fake = Fake::new(config());
+    let mut client = Client::open_with_budget(&fake, Some(1024)).await;
+    client
+        .send(&OutgoingFrame::Hello {
+            token: Some(fake.token()),
+            resume: None,
+        })
+        .await;
+    assert!(matches!(client.frame().await, ServerFrame::Welcome { .. }));
+    // 20 KiB, twenty times the budget: an ordinary bad frame now, answered.
+    client
+        .send_text(&format!(
+            "{{\"type\":\"ping\",\"id\":\"{}\"}}",
+            "9".repeat(20 * 1024)
+        ))
+        .await;
+    assert!(matches!(client.frame().await, ServerFrame::Error { .. }));
+    client.ping(7).await;
+    assert_eq!(client.frame().await, ServerFrame::Pong { id: 7 });
 }
 
 #[tokio::test(start_paused = true)]
@@ -665,10 +718,11 @@ async fn a_client_that_answers_pings_stays_open() {
 
 #[test]
 fn an_idle_session_future_stays_small() {
-    type Ws = WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
-    fn output_size<F, A, B, C, R>(_: F) -> usize
+    type Ws =
+        WebSocketStream<super::budget::Budgeted<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
+    fn output_size<F, A, B, C, D, R>(_: F) -> usize
     where
-        F: FnOnce(A, B, C, &'static str) -> R,
+        F: FnOnce(A, B, C, &'static str, D) -> R,
     {
         std::mem::size_of::<R>()
     }
