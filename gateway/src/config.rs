@@ -67,6 +67,11 @@ pub struct GatewayConfig {
     /// Largest `hello` frame (and all a socket may send before it); a
     /// larger one closes with 1009 before it is buffered or its token hashed.
     pub max_hello_bytes: usize,
+    /// Sockets this process holds that have not said `hello` yet; past it
+    /// an upgrade gets 503.
+    pub max_unauthenticated: usize,
+    /// The same per client address (after `trusted_proxies`); past it 429.
+    pub max_unauthenticated_per_address: usize,
     /// Interval of server Pings; two silent intervals close the session.
     pub heartbeat_ms: u64,
     /// Largest accepted message; bigger ones close with 1009.
@@ -119,6 +124,8 @@ impl Default for GatewayConfig {
             listen: "127.0.0.1:8080".into(),
             hello_timeout_ms: 5_000,
             max_hello_bytes: 8 * 1024,
+            max_unauthenticated: 10_000,
+            max_unauthenticated_per_address: 256,
             heartbeat_ms: 25_000,
             max_message_bytes: 16 * 1024 * 1024,
             max_bad_frames: 16,
@@ -227,6 +234,16 @@ impl GatewayConfig {
         };
         at_least("gateway.heartbeat_ms", self.heartbeat_ms, 100)?;
         at_least("gateway.max_hello_bytes", self.max_hello_bytes as u64, 256)?;
+        at_least(
+            "gateway.max_unauthenticated",
+            self.max_unauthenticated as u64,
+            1,
+        )?;
+        at_least(
+            "gateway.max_unauthenticated_per_address",
+            self.max_unauthenticated_per_address as u64,
+            1,
+        )?;
         if self.max_hello_bytes > self.max_message_bytes {
             return Err((
                 "gateway.max_hello_bytes",

@@ -100,6 +100,10 @@ pub async fn serve(
             gateway.connect_rate_per_address,
             gateway.connect_burst_per_address,
         ),
+        unauthenticated: Arc::new(limits::Unauthenticated::new(
+            gateway.max_unauthenticated,
+            gateway.max_unauthenticated_per_address,
+        )),
         outbox,
         control,
         pool,

@@ -24,6 +24,9 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// New connections per client address.
     pub connect_limiter: crate::limits::ConnectLimiter,
+    /// Sockets upgraded but not yet past `hello`, capped per process and
+    /// per address.
+    pub unauthenticated: Arc<crate::limits::Unauthenticated>,
     /// Publishes what the gateway commits: submitted jobs, and the event of
     /// a queued job it cancelled. With a confirm, out of the outbox.
     pub outbox: Publisher,

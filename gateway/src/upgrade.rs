@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::auth;
+use crate::limits::TooMany;
 use crate::session::{self, HeaderAuth};
 use crate::state::AppState;
 
@@ -80,6 +81,25 @@ pub async fn ws_upgrade(
         )
         .into_response();
     }
+    let slot = match state.unauthenticated.enter(client) {
+        Ok(slot) => slot,
+        Err(TooMany::Address) => {
+            return crate::http::error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                sluice_proto::ErrorCode::RateLimited,
+                "too many connections from this address have not said hello yet",
+            )
+            .into_response();
+        }
+        Err(TooMany::Process) => {
+            return crate::http::error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                sluice_proto::ErrorCode::Unavailable,
+                "too many connections have not said hello yet",
+            )
+            .into_response();
+        }
+    };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let ws_config = state.ws_config;
     let hello_bytes = state.config.gateway.max_hello_bytes;
@@ -99,7 +119,10 @@ pub async fn ws_upgrade(
                     session_state.clone(),
                     header_auth,
                     &client.to_string(),
-                    Some(budget),
+                    Some(session::budget::PreHello {
+                        budget,
+                        slot: Some(slot),
+                    }),
                 );
                 // A task of its own, so that it does not carry this one's
                 // upgrade state for the session's life.

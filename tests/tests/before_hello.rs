@@ -1,7 +1,8 @@
 //! Limits before `hello`: a socket that announces a 16 MiB frame instead
 //! of a hello is closed with 1009 after at most `gateway.max_hello_bytes`
 //! (8 KiB) of it, and fifty such sockets, stalled mid-frame, leave the
-//! gateway's memory where it was.
+//! gateway's memory where it was; and an address holding its share of
+//! sockets that never said hello gets 429 for the next one.
 
 use std::time::Duration;
 
@@ -20,6 +21,13 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Upgrades a raw socket to a WebSocket by hand and returns it.
 async fn upgraded(port: u16) -> TcpStream {
+    let (head, socket) = upgrade(port).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    socket
+}
+
+/// Asks for an upgrade by hand; the response head and the socket.
+async fn upgrade(port: u16) -> (String, TcpStream) {
     let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     socket
         .write_all(
@@ -38,9 +46,7 @@ async fn upgraded(port: u16) -> TcpStream {
         socket.read_exact(&mut byte).await.unwrap();
         response.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&response);
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    socket
+    (String::from_utf8_lossy(&response).into_owned(), socket)
 }
 
 /// Starts a masked text frame that announces `len` bytes of payload.
@@ -104,4 +110,38 @@ async fn an_oversized_first_frame_closes_1009_and_costs_no_memory() {
     );
     // The gateway serves on.
     client.ping(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_that_never_say_hello_are_capped_per_address() {
+    let system = System::start(
+        SystemOptions::default().gateway("SLUICE_GATEWAY__MAX_UNAUTHENTICATED_PER_ADDRESS", 5),
+    )
+    .await;
+    let port = system.port;
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(upgraded(port).await);
+    }
+    let (head, _) = upgrade(port).await;
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+
+    // One leaves: its place comes back once the gateway sees it gone.
+    drop(silent.pop());
+    let started = std::time::Instant::now();
+    let (mut client, _) = loop {
+        let (head, _) = upgrade(port).await;
+        if head.starts_with("HTTP/1.1 101") {
+            break Client::hello(&system.ws_url(), &token(&unique_user("cap"))).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still refused: {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Said hello: it no longer counts, so another socket gets in.
+    client.ping(1).await;
+    let (head, _) = upgrade(port).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
 }

@@ -54,6 +54,22 @@ impl ReadBudget {
     }
 }
 
+/// What a socket holds until its `hello` is accepted: its read budget and
+/// its place among the unauthenticated sockets.
+pub struct PreHello {
+    /// Lifted at `hello`.
+    pub budget: ReadBudget,
+    /// Given back at `hello` (or when the socket ends before it).
+    pub slot: Option<crate::limits::Slot>,
+}
+
+impl PreHello {
+    /// `hello` was accepted: unlimited reads, and the place given back.
+    pub fn accepted(self) {
+        self.budget.lift();
+    }
+}
+
 /// A socket whose reads draw on a [`ReadBudget`].
 #[derive(Debug)]
 pub struct Budgeted<S> {

@@ -58,8 +58,8 @@ where
                 (None, None) => Err(AuthError::Missing),
             }
             .map_err(|e| End::close(CloseCode::Policy, e.to_string()))?;
-            if let Some(budget) = &self.budget {
-                budget.lift();
+            if let Some(pre_hello) = self.pre_hello.take() {
+                pre_hello.accepted();
             }
             return Ok((claims, hello.resume));
         }

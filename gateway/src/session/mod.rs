@@ -92,14 +92,15 @@ pub type HeaderAuth = Option<Result<Claims, AuthError>>;
 /// only the session and its span (an idle session's memory is mostly this
 /// future).
 ///
-/// `budget`, when given, is the read budget of the socket under `ws`
-/// (see [`budget`]); it is lifted once `hello` is accepted.
+/// `pre_hello`, when given, is the read budget of the socket under `ws`
+/// and its unauthenticated slot (see [`budget`]), both released once
+/// `hello` is accepted.
 pub fn run<S, E>(
     ws: S,
     state: Arc<E>,
     header_auth: HeaderAuth,
     peer: &str,
-    budget: Option<budget::ReadBudget>,
+    pre_hello: Option<budget::PreHello>,
 ) -> impl Future<Output = ()> + use<S, E>
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
@@ -107,7 +108,7 @@ where
 {
     let mut session = Session {
         ws,
-        budget,
+        pre_hello,
         state,
         user: Arc::from(""),
         id: Uuid::new_v4(),
@@ -137,8 +138,8 @@ where
 }
 
 pub(crate) struct Session<S, E> {
-    /// The socket's pre-hello read budget, lifted after `hello`.
-    budget: Option<budget::ReadBudget>,
+    /// The socket's pre-hello budget and slot, released after `hello`.
+    pre_hello: Option<budget::PreHello>,
     ws: S,
     state: Arc<E>,
     user: Arc<str>,

@@ -298,7 +298,8 @@ impl Client {
             muted: muted.clone(),
         };
         let ws = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
-        let session = tokio::spawn(super::run(server, fake.clone(), None, "test", budget));
+        let pre_hello = budget.map(|budget| super::budget::PreHello { budget, slot: None });
+        let session = tokio::spawn(super::run(server, fake.clone(), None, "test", pre_hello));
         Self { ws, muted, session }
     }
 
