@@ -73,7 +73,9 @@ async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError 
 pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> impl IntoResponse {
     (
         status,
-        Json(json!({ "error": { "code": code.as_str(), "message": message } })),
+        Json(
+            json!({ "error": { "code": code.as_str(), "message": sluice_proto::bounded_message(message.to_owned()) } }),
+        ),
     )
 }
 

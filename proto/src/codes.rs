@@ -82,9 +82,43 @@ impl ErrorCode {
     ];
 }
 
+/// The longest error message Sluice sends or stores, in bytes (before the
+/// `…` that marks a cut): so a message never echoes more than this much of
+/// what a client sent (a 1 MB table name, say), wherever it goes (the
+/// job's row, its event, every session of the user, HTTP bodies).
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 200;
+
+/// `message`, cut to [`MAX_ERROR_MESSAGE_BYTES`] at a character boundary
+/// and marked with `…` when it was longer.
+pub fn bounded_message(mut message: String) -> String {
+    if message.len() <= MAX_ERROR_MESSAGE_BYTES {
+        return message;
+    }
+    let mut cut = MAX_ERROR_MESSAGE_BYTES;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push('…');
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        assert_eq!(bounded_message("short".into()), "short");
+        let long = format!("no table {}", "é".repeat(1_000_000));
+        let cut = bounded_message(long);
+        assert!(
+            cut.len() <= MAX_ERROR_MESSAGE_BYTES + '…'.len_utf8(),
+            "{}",
+            cut.len()
+        );
+        assert!(cut.starts_with("no table é") && cut.ends_with('…'));
+    }
 
     #[test]
     fn as_str_matches_serde_spelling() {

@@ -17,7 +17,7 @@ mod schema;
 
 pub use client::{ClientFrame, DecodeError, Hello, OutgoingFrame, Resume, Submit};
 pub use close::CloseCode;
-pub use codes::ErrorCode;
+pub use codes::{ErrorCode, MAX_ERROR_MESSAGE_BYTES, bounded_message};
 pub use event::{EventFrame, EventHead, EventStatus, JobError, Progress};
 pub use job::{
     BatchUpsertArgs, ControlMessage, JobArgsError, JobEnvelope, JobKind, JobRequest,

@@ -255,7 +255,16 @@ pub async fn finish_job<C: GenericClient>(
 ) -> Result<Finish, tokio_postgres::Error> {
     let (status, result, error) = match outcome {
         Outcome::Done(result) => (EventStatus::Done, Some(result), None),
-        Outcome::Failed(error) => (EventStatus::Failed, None, Some(error)),
+        // The one writer of job errors bounds them: a message can quote a
+        // client's input, and it is stored twice and sent to every session.
+        Outcome::Failed(error) => (
+            EventStatus::Failed,
+            None,
+            Some(JobError {
+                code: error.code,
+                message: sluice_proto::bounded_message(error.message),
+            }),
+        ),
         Outcome::Cancelled => (EventStatus::Cancelled, None, None),
     };
     let error_json = error

@@ -206,3 +206,68 @@ async fn authentication_failures_close_with_1008() {
         other => panic!("expected welcome, got {other:?}"),
     }
 }
+
+/// An error message never carries more than 200 bytes of what the client
+/// sent: a `batch_upsert` naming a 1,000,000-character table fails with a
+/// short message, in the event every session gets, in the stored row and
+/// in the HTTP read (before, the event frame was 1,000,171 bytes and a
+/// 2,000,000-character name closed every session of the user with 1013).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_table_name_fails_with_a_short_message_everywhere() {
+    // The default 16 MiB message limit: the 1 MB frame is allowed in.
+    let system = System::start(SystemOptions::default()).await;
+    let user = unique_user("huge");
+    let (mut client, _) = Client::hello(&system.ws_url(), &token(&user)).await;
+    let (mut other_session, _) = Client::hello(&system.ws_url(), &token(&user)).await;
+    let table = "t".repeat(1_000_000);
+    let job = client
+        .submit(
+            "huge",
+            "batch_upsert",
+            json!({ "table": table, "key": ["id"], "rows": [{ "id": 1, "value": "x" }] }),
+        )
+        .await;
+    let bound = sluice_proto::MAX_ERROR_MESSAGE_BYTES + '…'.len_utf8();
+    for session in [&mut client, &mut other_session] {
+        let events = session.events_until_terminal(job).await;
+        let error = events
+            .last()
+            .and_then(|e| e.error.clone())
+            .expect("an error");
+        assert_eq!(error.code, sluice_proto::ErrorCode::BadArgs);
+        assert!(
+            error.message.len() <= bound,
+            "{} bytes",
+            error.message.len()
+        );
+    }
+    let row = sluice_tests::system::db()
+        .await
+        .query_one(
+            "SELECT length(error::text), (SELECT max(length(frame)) FROM events WHERE job_id = $1)
+             FROM jobs WHERE id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    let (stored, frame): (i32, i32) = (row.get(0), row.get(1));
+    assert!(stored < 400, "jobs.error is {stored} bytes");
+    assert!(frame < 600, "the event frame is {frame} bytes");
+    let body = reqwest::Client::new()
+        .get(system.http_url(&format!("/v1/jobs/{job}")))
+        .header("authorization", format!("Bearer {}", token(&user)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.len() < 1_000,
+        "GET /v1/jobs/{{id}} is {} bytes",
+        body.len()
+    );
+    // Both sessions are still open.
+    client.ping(1).await;
+    other_session.ping(2).await;
+}

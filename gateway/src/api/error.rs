@@ -111,7 +111,8 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.as_str().to_owned(),
-                message: self.to_string(),
+                // Can quote the request (a bad body, bad args).
+                message: sluice_proto::bounded_message(self.to_string()),
             },
         };
         (status, Json(body)).into_response()

@@ -313,7 +313,8 @@ where
         self.send_frame(&ServerFrame::Error {
             reference,
             code,
-            message,
+            // Decoder messages can quote the frame.
+            message: sluice_proto::bounded_message(message),
         })
         .await
     }
