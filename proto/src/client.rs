@@ -30,6 +30,11 @@ pub enum ClientFrame<'a> {
         /// The job to cancel, as sent (checked to be a UUID later).
         job_id: String,
     },
+    /// A fresh token for the same user, before the session's expires.
+    Refresh {
+        /// The JWT.
+        token: String,
+    },
 }
 
 /// The `hello` frame.
@@ -96,6 +101,12 @@ pub enum OutgoingFrame {
     Cancel {
         /// The job to cancel.
         job_id: String,
+    },
+    /// A fresh token for the same user; answered with `refreshed`, or a
+    /// close with 1008 if it is not good.
+    Refresh {
+        /// The JWT.
+        token: String,
     },
 }
 
@@ -191,6 +202,12 @@ impl<'a> ClientFrame<'a> {
                 token: wire.token,
                 resume: wire.resume,
             })),
+            "refresh" => {
+                let token = wire
+                    .token
+                    .ok_or(DecodeError::BadField("refresh needs a `token` string"))?;
+                Ok(ClientFrame::Refresh { token })
+            }
             "ping" => {
                 let id = wire
                     .id

@@ -25,11 +25,14 @@ pub enum CloseCode {
     Restarting,
     /// 1013: try again later: a dependency is down, or the client read too slowly.
     TryAgainLater,
+    /// 4001: the session's token expired (no `refresh` came in time): get a
+    /// fresh token and reconnect with `resume`.
+    TokenExpired,
 }
 
 impl CloseCode {
     /// Every close code, for tables and tests.
-    pub const ALL: [CloseCode; 10] = [
+    pub const ALL: [CloseCode; 11] = [
         CloseCode::Normal,
         CloseCode::GoingAway,
         CloseCode::ProtocolError,
@@ -40,6 +43,7 @@ impl CloseCode {
         CloseCode::Internal,
         CloseCode::Restarting,
         CloseCode::TryAgainLater,
+        CloseCode::TokenExpired,
     ];
 
     /// The number on the wire.
@@ -55,6 +59,7 @@ impl CloseCode {
             CloseCode::Internal => 1011,
             CloseCode::Restarting => 1012,
             CloseCode::TryAgainLater => 1013,
+            CloseCode::TokenExpired => 4001,
         }
     }
 

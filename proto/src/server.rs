@@ -24,6 +24,11 @@ pub enum ServerFrame {
         /// The user's newest stored seq at this moment.
         last_seq: u64,
     },
+    /// The answer to a good `refresh`: the session now lives until `exp`.
+    Refreshed {
+        /// The new token's expiry, seconds since the epoch.
+        exp: u64,
+    },
     /// The answer to `ping`.
     Pong {
         /// The `ping`'s id.

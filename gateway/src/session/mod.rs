@@ -109,6 +109,7 @@ where
     let mut session = Session {
         ws,
         pre_hello,
+        expires_at: Instant::now(),
         state,
         user: Arc::from(""),
         id: Uuid::new_v4(),
@@ -140,6 +141,9 @@ where
 pub(crate) struct Session<S, E> {
     /// The socket's pre-hello budget and slot, released after `hello`.
     pre_hello: Option<budget::PreHello>,
+    /// When the session's token expires (moved on by each `refresh`): the
+    /// session is closed with 4001 then.
+    expires_at: Instant,
     ws: S,
     state: Arc<E>,
     user: Arc<str>,
@@ -174,6 +178,7 @@ where
             Err(end) => return end,
         };
         self.user = Arc::from(claims.sub.as_str());
+        self.expires_at = expiry(claims.exp);
         tracing::Span::current().record("user", claims.sub.as_str());
         // Register before reading the database, so that no event committed
         // in between is missed: it is either read back or waiting in the inbox.
@@ -199,7 +204,14 @@ where
         // When draining, the moment this session closes with 1012: a random
         // point in the spread, and not before its own submits are answered.
         let mut drain_at: Option<Instant> = None;
+        // Boxed: an idle session should not carry a timer's space inline.
+        let mut token_expiry = Box::pin(tokio::time::sleep_until(self.expires_at));
+        let mut armed_for = self.expires_at;
         loop {
+            if self.expires_at != armed_for {
+                token_expiry.as_mut().reset(self.expires_at);
+                armed_for = self.expires_at;
+            }
             let gap_due = self
                 .gap_since
                 .filter(|_| !self.gap_reading)
@@ -213,6 +225,7 @@ where
                     Ok(())
                 }
                 _ = sleep_until(close_due) => Err(End::close(CloseCode::Restarting, "server restarting")),
+                _ = &mut token_expiry => Err(End::close(CloseCode::TokenExpired, "token expired")),
                 Ok(()) = reconnects.changed() => {
                     self.catch_up();
                     Ok(())
@@ -296,7 +309,28 @@ where
                 self.bad_frames = 0;
                 self.cancel(&job_id).await
             }
+            ClientFrame::Refresh { token } => self.refresh(&token).await,
         }
+    }
+
+    /// A fresh token for this session's user moves its expiry on; any
+    /// other (bad, expired, another user's) closes with 1008.
+    async fn refresh(&mut self, token: &str) -> Result<(), End> {
+        let claims = self
+            .state
+            .verifier()
+            .verify(token)
+            .map_err(|e| End::close(CloseCode::Policy, e.to_string()))?;
+        if claims.sub != *self.user {
+            return Err(End::close(
+                CloseCode::Policy,
+                "refresh token names another user",
+            ));
+        }
+        self.bad_frames = 0;
+        self.expires_at = expiry(claims.exp);
+        self.send_frame(&ServerFrame::Refreshed { exp: claims.exp })
+            .await
     }
 
     /// Answers a bad frame with an `error`, or closes after too many in a row.
@@ -611,6 +645,16 @@ fn read_error(e: WsError) -> End {
         WsError::Protocol(_) => End::close(CloseCode::ProtocolError, "protocol error"),
         _ => End::Gone,
     }
+}
+
+/// The moment a token with this `exp` (seconds since the epoch) expires,
+/// on the session's clock. One far in the future is capped at a year, so
+/// no deadline can overflow: a session lives at most a year on one token.
+fn expiry(exp: u64) -> Instant {
+    let left = exp.saturating_sub(sluice_proto::now_ms() / 1000);
+    let left = Duration::from_secs(left.min(365 * 24 * 3600));
+    let now = Instant::now();
+    now.checked_add(left).unwrap_or(now)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -732,3 +732,78 @@ fn an_idle_session_future_stays_small() {
     let size = output_size(super::run::<Ws, crate::state::AppState>);
     assert!(size <= 2048, "the session future is {size} bytes");
 }
+
+/// Opens a session whose `hello` token lives `ttl_secs`.
+async fn session_with_token_for(fake: &Arc<Fake>, ttl_secs: u64) -> Client {
+    let mut client = Client::open(fake).await;
+    client
+        .send(&OutgoingFrame::Hello {
+            token: Some(auth::mint(&fake.auth, USER, ttl_secs).unwrap()),
+            resume: None,
+        })
+        .await;
+    assert!(matches!(client.frame().await, ServerFrame::Welcome { .. }));
+    client
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_is_closed_with_4001_when_its_token_expires() {
+    let fake = Fake::new(config());
+    let mut client = session_with_token_for(&fake, 20).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    client.ping(1).await;
+    assert_eq!(client.frame().await, ServerFrame::Pong { id: 1 });
+    let started = Instant::now();
+    let close = client.closed().await;
+    assert_eq!(u16::from(close.code), 4001);
+    assert_eq!(close.reason.as_str(), "token expired");
+    let waited = started.elapsed();
+    assert!(
+        waited <= Duration::from_secs(6),
+        "closed {waited:?} after 15 s of a 20 s token"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_keeps_the_session_past_its_first_token() {
+    let fake = Fake::new(config());
+    let mut client = session_with_token_for(&fake, 20).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let fresh = auth::mint(&fake.auth, USER, 120).unwrap();
+    client.send(&OutgoingFrame::Refresh { token: fresh }).await;
+    match client.frame().await {
+        ServerFrame::Refreshed { exp } => {
+            let now = sluice_proto::now_ms() / 1000;
+            assert!(
+                (now + 100..=now + 121).contains(&exp),
+                "exp {exp}, now {now}"
+            );
+        }
+        other => panic!("expected refreshed, got {other:?}"),
+    }
+    // Well past the first token's expiry.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    client.ping(2).await;
+    assert_eq!(client.frame().await, ServerFrame::Pong { id: 2 });
+    let close = client.closed().await;
+    assert_eq!(u16::from(close.code), 4001);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_for_another_user_or_a_bad_token_closes_with_1008() {
+    let fake = Fake::new(config());
+    let mut client = session_with_token_for(&fake, 600).await;
+    let other = auth::mint(&fake.auth, "mallory", 600).unwrap();
+    client.send(&OutgoingFrame::Refresh { token: other }).await;
+    let close = client.closed().await;
+    assert_eq!(close.code, CloseCode::Policy);
+    assert_eq!(close.reason.as_str(), "refresh token names another user");
+
+    let mut client = session_with_token_for(&fake, 600).await;
+    client
+        .send(&OutgoingFrame::Refresh {
+            token: "not-a-jwt".into(),
+        })
+        .await;
+    assert_eq!(client.closed().await.code, CloseCode::Policy);
+}

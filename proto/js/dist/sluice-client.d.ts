@@ -56,11 +56,25 @@ export declare const CloseCode: {
     readonly ServiceRestart: 1012;
     /** Try again later. */
     readonly TryAgainLater: 1013;
+    /** The token expired: get a fresh one and reconnect with resume, at once. */
+    readonly TokenExpired: 4001;
 };
 /** What a close code tells the client to do. */
 export type CloseAction = "stop" | "retry-now" | "retry";
-/** 1008 stops; 1001 retries at once; everything else (1012, 1013, 1006, ...) retries with backoff. */
+/**
+ * 1008 stops; 1001 and 4001 (token expired: the reconnect asks the token
+ * provider for a fresh one) retry at once; everything else (1012, 1013,
+ * 1006, ...) retries with backoff.
+ */
 export declare function closeAction(code: number): CloseAction;
+/** The `exp` claim (seconds since the epoch) of a JWT, if it has one. */
+export declare function tokenExpiry(token: string): number | null;
+/**
+ * How long before `exp` to send a `refresh`: a tenth of the time left,
+ * between 1 s and 60 s, so a short-lived token is refreshed in time and a
+ * long-lived one not needlessly early.
+ */
+export declare function refreshDelayMs(expSecs: number, nowMs: number): number;
 /** The delay before reconnect attempt `attempt` (0-based): full jitter. */
 export declare function backoffDelay(attempt: number, options?: BackoffOptions, random?: () => number): number;
 /** An error the client reports: an `error` frame, a close, or a lost connection. */
@@ -86,8 +100,14 @@ export interface GapInfo {
 export interface ClientOptions {
     /** `ws://` or `wss://` URL of `/v1/ws`. */
     url: string;
-    /** Called before every (re)connect for a fresh token. */
+    /**
+     * Called before every (re)connect for a fresh token, and shortly before
+     * the session's token expires, to send it with `refresh` (the server
+     * closes an expired session with 4001; the client then reconnects).
+     */
     token: () => string | Promise<string>;
+    /** Wall clock for token expiry (ms since the epoch); default `Date.now()`. */
+    wallClock?: () => number;
     /** Opens sockets; default `new WebSocket(url)`. */
     socket?: SocketFactory;
     backoff?: Partial<BackoffOptions>;
@@ -133,6 +153,9 @@ export declare class SluiceClient {
     private attempt;
     private retryTimer;
     private connectTimer;
+    private refreshTimer;
+    /** The token of the current socket, whose `exp` the refresh follows. */
+    private currentToken;
     private generation;
     private seq;
     private hasSeq;
@@ -187,6 +210,9 @@ export declare class SluiceClient {
     events(jobId: string): AsyncIterableIterator<EventFrame>;
     private setState;
     private open;
+    private clearRefreshTimer;
+    /** Sends `refresh` with a fresh token shortly before `exp`. */
+    private scheduleRefresh;
     private clearConnectTimer;
     private onClosed;
     private scheduleReconnect;

@@ -10,14 +10,44 @@ export const CloseCode = {
     ServiceRestart: 1012,
     /** Try again later. */
     TryAgainLater: 1013,
+    /** The token expired: get a fresh one and reconnect with resume, at once. */
+    TokenExpired: 4001,
 };
-/** 1008 stops; 1001 retries at once; everything else (1012, 1013, 1006, ...) retries with backoff. */
+/**
+ * 1008 stops; 1001 and 4001 (token expired: the reconnect asks the token
+ * provider for a fresh one) retry at once; everything else (1012, 1013,
+ * 1006, ...) retries with backoff.
+ */
 export function closeAction(code) {
     if (code === CloseCode.PolicyViolation)
         return "stop";
-    if (code === CloseCode.GoingAway)
+    if (code === CloseCode.GoingAway || code === CloseCode.TokenExpired)
         return "retry-now";
     return "retry";
+}
+/** The `exp` claim (seconds since the epoch) of a JWT, if it has one. */
+export function tokenExpiry(token) {
+    const payload = token.split(".")[1];
+    if (!payload)
+        return null;
+    try {
+        const base64 = payload.replace(/-/g, "+").replace(/_/g, "/");
+        const json = JSON.parse(globalThis.atob(base64.padEnd(Math.ceil(base64.length / 4) * 4, "=")));
+        return typeof json.exp === "number" ? json.exp : null;
+    }
+    catch {
+        return null;
+    }
+}
+/**
+ * How long before `exp` to send a `refresh`: a tenth of the time left,
+ * between 1 s and 60 s, so a short-lived token is refreshed in time and a
+ * long-lived one not needlessly early.
+ */
+export function refreshDelayMs(expSecs, nowMs) {
+    const left = expSecs * 1000 - nowMs;
+    const margin = Math.min(60000, Math.max(1000, left / 10));
+    return Math.max(0, left - margin);
 }
 /** The delay before reconnect attempt `attempt` (0-based): full jitter. */
 export function backoffDelay(attempt, options = DEFAULT_BACKOFF, random = Math.random) {
@@ -50,6 +80,9 @@ export class SluiceClient {
         this.attempt = 0;
         this.retryTimer = null;
         this.connectTimer = null;
+        this.refreshTimer = null;
+        /** The token of the current socket, whose `exp` the refresh follows. */
+        this.currentToken = null;
         this.generation = 0;
         this.session = null;
         this.welcomeValue = null;
@@ -252,6 +285,7 @@ export class SluiceClient {
             return;
         }
         this.socket = socket;
+        this.currentToken = token;
         const mine = () => this.socket === socket && this.stateValue !== "stopped";
         socket.onopen = () => {
             if (!mine())
@@ -299,6 +333,39 @@ export class SluiceClient {
             }
         }, timeout);
     }
+    clearRefreshTimer() {
+        if (this.refreshTimer !== null) {
+            clearTimeout(this.refreshTimer);
+            this.refreshTimer = null;
+        }
+    }
+    /** Sends `refresh` with a fresh token shortly before `exp`. */
+    scheduleRefresh(exp) {
+        this.clearRefreshTimer();
+        if (exp === null)
+            return;
+        const wall = this.options.wallClock ?? Date.now;
+        const socket = this.socket;
+        this.refreshTimer = setTimeout(() => {
+            this.refreshTimer = null;
+            void (async () => {
+                let token;
+                try {
+                    token = await this.options.token();
+                }
+                catch (e) {
+                    // No fresh token: the server closes with 4001 at expiry, and the
+                    // reconnect asks again.
+                    this.options.onError?.(new SluiceError("disconnected", `token provider failed: ${String(e)}`));
+                    return;
+                }
+                if (this.socket !== socket || this.stateValue !== "open")
+                    return;
+                this.currentToken = token;
+                this.send({ type: "refresh", token });
+            })();
+        }, refreshDelayMs(exp, wall()));
+    }
     clearConnectTimer() {
         if (this.connectTimer !== null) {
             clearTimeout(this.connectTimer);
@@ -307,6 +374,7 @@ export class SluiceClient {
     }
     onClosed(code, reason) {
         this.clearConnectTimer();
+        this.clearRefreshTimer();
         if (code === CloseCode.ServiceRestart) {
             // A draining gateway answers every submit it read before it closes
             // with 1012 (docs/protocol.md), so one still unanswered was never
@@ -341,6 +409,7 @@ export class SluiceClient {
     stop(error) {
         this.generation += 1;
         this.clearConnectTimer();
+        this.clearRefreshTimer();
         if (this.retryTimer !== null) {
             clearTimeout(this.retryTimer);
             this.retryTimer = null;
@@ -421,6 +490,9 @@ export class SluiceClient {
             case "event":
                 this.onEventFrame(frame);
                 return;
+            case "refreshed":
+                this.scheduleRefresh(frame.exp);
+                return;
             case "error": {
                 const error = new SluiceError(frame.code, frame.message, { ref: frame.ref ?? undefined });
                 const pending = frame.ref != null ? this.submits.get(frame.ref) : undefined;
@@ -451,6 +523,7 @@ export class SluiceClient {
         }
         this.hasSeq = true;
         this.setState("open");
+        this.scheduleRefresh(this.currentToken === null ? null : tokenExpiry(this.currentToken));
         this.options.onWelcome?.(welcome);
         const queued = this.queued.splice(0);
         for (const frame of queued)

@@ -53,6 +53,13 @@ export type OutgoingFrame =
        */
       job_id: string;
       type: "cancel";
+    }
+  | {
+      /**
+       * The JWT.
+       */
+      token: string;
+      type: "refresh";
     };
 /**
  * Why a request or a job failed; clients branch on this, never on messages.
@@ -138,6 +145,13 @@ export type ServerFrame =
        * The user the token names.
        */
       user: string;
+    }
+  | {
+      /**
+       * The new token's expiry, seconds since the epoch.
+       */
+      exp: number;
+      type: "refreshed";
     }
   | {
       /**

@@ -76,16 +76,48 @@ export const CloseCode = {
   ServiceRestart: 1012,
   /** Try again later. */
   TryAgainLater: 1013,
+  /** The token expired: get a fresh one and reconnect with resume, at once. */
+  TokenExpired: 4001,
 } as const;
 
 /** What a close code tells the client to do. */
 export type CloseAction = "stop" | "retry-now" | "retry";
 
-/** 1008 stops; 1001 retries at once; everything else (1012, 1013, 1006, ...) retries with backoff. */
+/**
+ * 1008 stops; 1001 and 4001 (token expired: the reconnect asks the token
+ * provider for a fresh one) retry at once; everything else (1012, 1013,
+ * 1006, ...) retries with backoff.
+ */
 export function closeAction(code: number): CloseAction {
   if (code === CloseCode.PolicyViolation) return "stop";
-  if (code === CloseCode.GoingAway) return "retry-now";
+  if (code === CloseCode.GoingAway || code === CloseCode.TokenExpired) return "retry-now";
   return "retry";
+}
+
+/** The `exp` claim (seconds since the epoch) of a JWT, if it has one. */
+export function tokenExpiry(token: string): number | null {
+  const payload = token.split(".")[1];
+  if (!payload) return null;
+  try {
+    const base64 = payload.replace(/-/g, "+").replace(/_/g, "/");
+    const json = JSON.parse(globalThis.atob(base64.padEnd(Math.ceil(base64.length / 4) * 4, "="))) as {
+      exp?: unknown;
+    };
+    return typeof json.exp === "number" ? json.exp : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * How long before `exp` to send a `refresh`: a tenth of the time left,
+ * between 1 s and 60 s, so a short-lived token is refreshed in time and a
+ * long-lived one not needlessly early.
+ */
+export function refreshDelayMs(expSecs: number, nowMs: number): number {
+  const left = expSecs * 1000 - nowMs;
+  const margin = Math.min(60_000, Math.max(1_000, left / 10));
+  return Math.max(0, left - margin);
 }
 
 /** The delay before reconnect attempt `attempt` (0-based): full jitter. */
@@ -131,8 +163,14 @@ export interface GapInfo {
 export interface ClientOptions {
   /** `ws://` or `wss://` URL of `/v1/ws`. */
   url: string;
-  /** Called before every (re)connect for a fresh token. */
+  /**
+   * Called before every (re)connect for a fresh token, and shortly before
+   * the session's token expires, to send it with `refresh` (the server
+   * closes an expired session with 4001; the client then reconnects).
+   */
   token: () => string | Promise<string>;
+  /** Wall clock for token expiry (ms since the epoch); default `Date.now()`. */
+  wallClock?: () => number;
   /** Opens sockets; default `new WebSocket(url)`. */
   socket?: SocketFactory;
   backoff?: Partial<BackoffOptions>;
@@ -206,6 +244,9 @@ export class SluiceClient {
   private attempt = 0;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private connectTimer: ReturnType<typeof setTimeout> | null = null;
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The token of the current socket, whose `exp` the refresh follows. */
+  private currentToken: string | null = null;
   private generation = 0;
 
   private seq: number;
@@ -415,6 +456,7 @@ export class SluiceClient {
       return;
     }
     this.socket = socket;
+    this.currentToken = token;
     const mine = () => this.socket === socket && this.stateValue !== "stopped";
     socket.onopen = () => {
       if (!mine()) return;
@@ -459,6 +501,38 @@ export class SluiceClient {
     }, timeout);
   }
 
+  private clearRefreshTimer(): void {
+    if (this.refreshTimer !== null) {
+      clearTimeout(this.refreshTimer);
+      this.refreshTimer = null;
+    }
+  }
+
+  /** Sends `refresh` with a fresh token shortly before `exp`. */
+  private scheduleRefresh(exp: number | null): void {
+    this.clearRefreshTimer();
+    if (exp === null) return;
+    const wall = this.options.wallClock ?? Date.now;
+    const socket = this.socket;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      void (async () => {
+        let token: string;
+        try {
+          token = await this.options.token();
+        } catch (e) {
+          // No fresh token: the server closes with 4001 at expiry, and the
+          // reconnect asks again.
+          this.options.onError?.(new SluiceError("disconnected", `token provider failed: ${String(e)}`));
+          return;
+        }
+        if (this.socket !== socket || this.stateValue !== "open") return;
+        this.currentToken = token;
+        this.send({ type: "refresh", token });
+      })();
+    }, refreshDelayMs(exp, wall()));
+  }
+
   private clearConnectTimer(): void {
     if (this.connectTimer !== null) {
       clearTimeout(this.connectTimer);
@@ -468,6 +542,7 @@ export class SluiceClient {
 
   private onClosed(code: number, reason: string): void {
     this.clearConnectTimer();
+    this.clearRefreshTimer();
     if (code === CloseCode.ServiceRestart) {
       // A draining gateway answers every submit it read before it closes
       // with 1012 (docs/protocol.md), so one still unanswered was never
@@ -502,6 +577,7 @@ export class SluiceClient {
   private stop(error: SluiceError): void {
     this.generation += 1;
     this.clearConnectTimer();
+    this.clearRefreshTimer();
     if (this.retryTimer !== null) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
@@ -582,6 +658,9 @@ export class SluiceClient {
       case "event":
         this.onEventFrame(frame);
         return;
+      case "refreshed":
+        this.scheduleRefresh(frame.exp);
+        return;
       case "error": {
         const error = new SluiceError(frame.code, frame.message, { ref: frame.ref ?? undefined });
         const pending = frame.ref != null ? this.submits.get(frame.ref) : undefined;
@@ -611,6 +690,7 @@ export class SluiceClient {
     }
     this.hasSeq = true;
     this.setState("open");
+    this.scheduleRefresh(this.currentToken === null ? null : tokenExpiry(this.currentToken));
     this.options.onWelcome?.(welcome);
     const queued = this.queued.splice(0);
     for (const frame of queued) this.send(frame);

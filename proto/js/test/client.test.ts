@@ -7,6 +7,8 @@ import {
   SluiceError,
   backoffDelay,
   closeAction,
+  refreshDelayMs,
+  tokenExpiry,
   wsUrl,
   type ClientOptions,
   type ConnectionState,
@@ -129,6 +131,7 @@ test("close codes: 1008 stops, 1001 retries at once, others back off", () => {
   assert.equal(closeAction(1012), "retry");
   assert.equal(closeAction(1013), "retry");
   assert.equal(closeAction(1006), "retry");
+  assert.equal(closeAction(4001), "retry-now", "token expired: a fresh token at once");
 });
 
 test("hello carries a fresh token on every connect, and resume after the first", async () => {
@@ -451,4 +454,74 @@ test("ping measures the round trip; state observable subscribes and unsubscribes
 test("wsUrl follows the page's scheme, host and path prefix", () => {
   assert.equal(wsUrl("v1/ws", "http://h:8080/demo"), "ws://h:8080/v1/ws");
   assert.equal(wsUrl("v1/ws", "https://example.com/sluice/demo#x"), "wss://example.com/sluice/v1/ws");
+});
+
+/** An unsigned JWT-shaped token with this `exp` (the client only reads it). */
+function jwtWithExp(exp: number, n: number): string {
+  const b64 = (v: object) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  return `${b64({ alg: "HS256" })}.${b64({ sub: "u", exp, n })}.sig`;
+}
+
+test("token expiry is read from the JWT and refreshed a tenth of its life early", () => {
+  assert.equal(tokenExpiry(jwtWithExp(1_700_000_000, 1)), 1_700_000_000);
+  assert.equal(tokenExpiry("not-a-jwt"), null);
+  assert.equal(tokenExpiry("a.!!!.c"), null);
+  // 100 s left: refresh 10 s before; 1 h left: 60 s before; 2 s left: 1 s before.
+  assert.equal(refreshDelayMs(100, 0), 90_000);
+  assert.equal(refreshDelayMs(3600, 0), 3_540_000);
+  assert.equal(refreshDelayMs(2, 0), 1_000);
+  assert.equal(refreshDelayMs(1, 5_000), 0, "already expired: at once");
+});
+
+test("before the token expires the client sends refresh with a fresh one, and again after refreshed", async () => {
+  mock.timers.enable({ apis: ["setTimeout"] });
+  try {
+    let wall = 1_000_000_000_000;
+    let n = 0;
+    const h = harness({
+      token: () => jwtWithExp(Math.floor(wall / 1000) + 100, ++n),
+      wallClock: () => wall,
+    });
+    const s = await connected(h);
+    assert.deepEqual(s.sent.map((f) => f.type), ["hello"]);
+    wall += 89_000;
+    mock.timers.tick(89_000);
+    await settle();
+    assert.deepEqual(s.sent.map((f) => f.type), ["hello"], "not yet");
+    wall += 1_000;
+    mock.timers.tick(1_000);
+    await settle();
+    const refresh = s.sent[1];
+    assert.equal(refresh.type, "refresh");
+    assert.equal(tokenExpiry((refresh as { token: string }).token), Math.floor(wall / 1000) + 100);
+    s.deliver({ type: "refreshed", exp: Math.floor(wall / 1000) + 100 });
+    wall += 90_000;
+    mock.timers.tick(90_000);
+    await settle();
+    assert.deepEqual(s.sent.map((f) => f.type), ["hello", "refresh", "refresh"]);
+    assert.equal(h.client.state, "open");
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test("4001 reconnects at once with a fresh token and resumes", async () => {
+  mock.timers.enable({ apis: ["setTimeout"] });
+  try {
+    const h = harness({ backoff: { baseMs: 5000, maxMs: 5000, factor: 2 } });
+    const s1 = await connected(h, 7);
+    s1.serverClose(4001, "token expired");
+    mock.timers.tick(0);
+    await settle();
+    assert.equal(h.sockets.length, 2);
+    const s2 = h.sockets[1];
+    s2.open();
+    const hello = s2.sent[0] as { type: string; token: string; resume?: { after: number } };
+    assert.equal(hello.type, "hello");
+    assert.equal(hello.token, "token-2", "a fresh token");
+    assert.equal(hello.resume?.after, 7, "resumes where it stopped");
+    assert.equal(h.errors.length, 0, "not an error: the client carries on");
+  } finally {
+    mock.timers.reset();
+  }
 });
