@@ -347,7 +347,7 @@ impl System {
             system.start_nginx();
             let port = system.nginx_port();
             crate::eventually(Duration::from_secs(10), "nginx to answer", || async move {
-                (http_status_at(port, "/readyz").await == Some(200)).then_some(())
+                (http_status_at(port, "/healthz").await == Some(200)).then_some(())
             })
             .await;
         }

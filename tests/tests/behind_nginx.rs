@@ -30,6 +30,19 @@ async fn a_users_sessions_on_different_gateways_all_get_the_events() {
     let (mut via_nginx, _) = Client::hello(&system.nginx_ws_url(), &token(&alice)).await;
     let (mut bob, _) = Client::hello(&system.gateway_ws_url(1), &token(&unique_user("bob"))).await;
 
+    // The operations endpoints are not served through the public entry;
+    // the API and /healthz are, and each gateway still serves /metrics and
+    // /readyz on its own port.
+    let status = |port: u16, path: &'static str| async move {
+        sluice_tests::system::http_status_at(port, path).await
+    };
+    let nginx = system.nginx_port();
+    assert_eq!(status(nginx, "/metrics").await, Some(404));
+    assert_eq!(status(nginx, "/readyz").await, Some(404));
+    assert_eq!(status(nginx, "/healthz").await, Some(200));
+    assert_eq!(status(system.port, "/readyz").await, Some(200));
+    assert_eq!(status(system.port, "/metrics").await, Some(200));
+
     let job = via_nginx.submit("n", "sleep", json!({ "ms": 20 })).await;
     let seen = via_nginx.events_until_terminal(job).await;
     assert_eq!(
