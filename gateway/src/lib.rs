@@ -111,6 +111,8 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         sessions: TaskTracker::new(),
         broker_reconnects: tokio::sync::watch::Sender::new(0),
+        // The start-up just reached it.
+        database_up: std::sync::atomic::AtomicBool::new(true),
         ws_config,
         metrics,
         per_frame: state::PerFrameMetrics::new(),
@@ -134,6 +136,7 @@ pub async fn serve(
     };
 
     let reconnect_watch = tokio::spawn(watch_broker_reconnects(state.clone()));
+    let database_watch = tokio::spawn(watch_database(state.clone()));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
     let app = http::router(state.clone());
@@ -186,6 +189,7 @@ pub async fn serve(
     // If the event consumer is what stopped us, say so with a failure exit,
     // so a supervisor restarts the gateway.
     reconnect_watch.abort();
+    database_watch.abort();
     let consumer_failed = events.is_finished();
     events.abort();
     amqp::close(&state.amqp, "gateway stopping").await;
@@ -235,6 +239,21 @@ async fn connect_broker(
             let _ = conn.close(200, "setup failed".into()).await;
             Err(e.into())
         }
+    }
+}
+
+/// Checks the database once a second (each check bounded to a second) and
+/// keeps the answer in [`AppState::database_up`] for `/readyz`, so that a
+/// flood of readiness probes costs no connections.
+pub async fn watch_database(state: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let up = tokio::time::timeout(Duration::from_secs(1), sluice_store::check(&state.pool))
+            .await
+            .is_ok_and(|checked| checked.is_ok());
+        state
+            .database_up
+            .store(up, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

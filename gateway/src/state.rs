@@ -41,6 +41,10 @@ pub struct AppState {
     /// Bumped after the broker connection comes back; every session then
     /// catches up on events it may have missed meanwhile.
     pub broker_reconnects: tokio::sync::watch::Sender<u64>,
+    /// Whether the database answered the last check (once a second, by
+    /// [`crate::watch_database`], its one writer): `/readyz` reads it
+    /// instead of taking a connection per request.
+    pub database_up: std::sync::atomic::AtomicBool,
     /// Every session task, so shutdown can wait for them to finish.
     pub sessions: TaskTracker,
     /// Buffer sizes and limits of each WebSocket.
