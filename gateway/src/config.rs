@@ -72,6 +72,13 @@ pub struct GatewayConfig {
     pub max_unauthenticated: usize,
     /// The same per client address (after `trusted_proxies`); past it 429.
     pub max_unauthenticated_per_address: usize,
+    /// Submissions per second one user may make on this gateway (WebSocket
+    /// and HTTP together); past it `rate_limited` with `retry_after_ms`.
+    /// 0 turns the limit off.
+    pub submits_per_user_per_sec: u32,
+    /// How many submissions one user may make at once before the rate
+    /// applies.
+    pub submit_burst_per_user: u32,
     /// Interval of server Pings; two silent intervals close the session.
     pub heartbeat_ms: u64,
     /// Largest accepted message; bigger ones close with 1009.
@@ -126,6 +133,8 @@ impl Default for GatewayConfig {
             max_hello_bytes: 8 * 1024,
             max_unauthenticated: 10_000,
             max_unauthenticated_per_address: 256,
+            submits_per_user_per_sec: 50,
+            submit_burst_per_user: 200,
             heartbeat_ms: 25_000,
             max_message_bytes: 16 * 1024 * 1024,
             max_bad_frames: 16,
@@ -234,6 +243,11 @@ impl GatewayConfig {
         };
         at_least("gateway.heartbeat_ms", self.heartbeat_ms, 100)?;
         at_least("gateway.max_hello_bytes", self.max_hello_bytes as u64, 256)?;
+        at_least(
+            "gateway.submit_burst_per_user",
+            u64::from(self.submit_burst_per_user),
+            1,
+        )?;
         at_least(
             "gateway.max_unauthenticated",
             self.max_unauthenticated as u64,

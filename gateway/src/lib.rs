@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod limits;
 pub mod mailbox;
 pub mod metrics;
+pub mod quota;
 pub mod registry;
 pub mod session;
 pub mod state;
@@ -99,6 +100,10 @@ pub async fn serve(
         connect_limiter: limits::ConnectLimiter::new(
             gateway.connect_rate_per_address,
             gateway.connect_burst_per_address,
+        ),
+        submit_quota: quota::SubmitQuota::new(
+            gateway.submits_per_user_per_sec,
+            gateway.submit_burst_per_user,
         ),
         unauthenticated: Arc::new(limits::Unauthenticated::new(
             gateway.max_unauthenticated,

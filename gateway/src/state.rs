@@ -27,6 +27,8 @@ pub struct AppState {
     /// Sockets upgraded but not yet past `hello`, capped per process and
     /// per address.
     pub unauthenticated: Arc<crate::limits::Unauthenticated>,
+    /// Submissions per user per second, WebSocket and HTTP alike.
+    pub submit_quota: crate::quota::SubmitQuota,
     /// Publishes what the gateway commits: submitted jobs, and the event of
     /// a queued job it cancelled. With a confirm, out of the outbox.
     pub outbox: Publisher,

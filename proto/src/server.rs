@@ -53,6 +53,9 @@ pub enum ServerFrame {
         code: ErrorCode,
         /// A human-readable explanation.
         message: String,
+        /// With `rate_limited`: how long to wait before trying again (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -90,10 +93,21 @@ mod tests {
             reference: None,
             code: ErrorCode::BadRequest,
             message: "m".into(),
+            retry_after_ms: None,
         };
         assert_eq!(
             e.encode(),
             r#"{"type":"error","code":"bad_request","message":"m"}"#
+        );
+        let limited = ServerFrame::Error {
+            reference: Some("s1".into()),
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            retry_after_ms: Some(250),
+        };
+        assert_eq!(
+            limited.encode(),
+            r#"{"type":"error","ref":"s1","code":"rate_limited","message":"slow down","retry_after_ms":250}"#
         );
         assert_eq!(ServerFrame::decode(&e.encode()).unwrap(), e);
     }

@@ -200,6 +200,7 @@ impl Client {
                     reference: Some(r),
                     code,
                     message,
+                    ..
                 } if r == reference => {
                     panic!("submit {reference} refused: {code:?} {message}")
                 }

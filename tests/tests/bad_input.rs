@@ -23,6 +23,7 @@ async fn expect_error(client: &mut Client, code: ErrorCode, reference: Option<&s
             code: got,
             reference: r,
             message,
+            ..
         } => {
             assert_eq!(got, code, "{message}");
             assert_eq!(r.as_deref(), reference);

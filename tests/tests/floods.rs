@@ -295,3 +295,77 @@ async fn with_postgres_down_requests_fail_fast_and_recover() {
         EventStatus::Done
     );
 }
+
+/// Per-user submission quota (v1.1, section 4): past the burst, a submit
+/// over WebSocket gets `error {code: "rate_limited", retry_after_ms}` and
+/// one over HTTP a 429 with `Retry-After`; nothing is recorded, other users
+/// are not affected, and after the wait the user submits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submissions_past_a_users_quota_are_answered_rate_limited() {
+    // No runner: the accepted jobs wait in the queue and send no events.
+    let system = System::start(SystemOptions {
+        no_runner: true,
+        ..SystemOptions::default()
+            .gateway("SLUICE_GATEWAY__SUBMITS_PER_USER_PER_SEC", 1)
+            .gateway("SLUICE_GATEWAY__SUBMIT_BURST_PER_USER", 3)
+    })
+    .await;
+    let user = unique_user("quota");
+    let (mut client, _) = Client::hello(&system.ws_url(), &token(&user)).await;
+    for i in 0..3 {
+        client
+            .submit(&format!("ok{i}"), "sleep", json!({ "ms": 1 }))
+            .await;
+    }
+    client
+        .send(json!({ "type": "submit", "ref": "over", "job": { "kind": "sleep", "args": { "ms": 1 } } }))
+        .await;
+    let retry_after_ms = loop {
+        match client.next_frame().await {
+            sluice_proto::ServerFrame::Error {
+                reference,
+                code,
+                retry_after_ms,
+                ..
+            } => {
+                assert_eq!(reference.as_deref(), Some("over"));
+                assert_eq!(code, sluice_proto::ErrorCode::RateLimited);
+                break retry_after_ms.expect("retry_after_ms");
+            }
+            sluice_proto::ServerFrame::Event(_) => {}
+            other => panic!("expected rate_limited, got {other:?}"),
+        }
+    };
+    assert!((1..=1000).contains(&retry_after_ms), "{retry_after_ms}");
+
+    let response = reqwest::Client::new()
+        .post(system.http_url("/v1/jobs"))
+        .header("authorization", format!("Bearer {}", token(&user)))
+        .json(&json!({ "kind": "sleep", "args": { "ms": 1 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(body["error"]["retry_after_ms"].as_u64().is_some(), "{body}");
+    let stored: i64 = sluice_tests::system::db()
+        .await
+        .query_one("SELECT count(*) FROM jobs WHERE user_id = $1", &[&user])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 3, "refused submissions record nothing");
+
+    let (mut other, _) = Client::hello(&system.ws_url(), &token(&unique_user("other"))).await;
+    other.submit("free", "sleep", json!({ "ms": 1 })).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client.submit("again", "sleep", json!({ "ms": 1 })).await;
+}

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 404: no such route.
     #[error("no route {0}")]
     NoRoute(String),
+    /// 429: over the user's submission rate; retry after this many ms.
+    #[error("too many submissions; retry in {0} ms")]
+    RateLimited(u64),
 }
 
 /// The JSON error body.
@@ -60,6 +63,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
+    /// With `rate_limited`: how long to wait before trying again (ms); the
+    /// `Retry-After` header says the same in whole seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -76,6 +83,7 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, ErrorCode::NoRoute),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
         }
     }
 }
@@ -113,8 +121,21 @@ impl IntoResponse for ApiError {
                 code: code.as_str().to_owned(),
                 // Can quote the request (a bad body, bad args).
                 message: sluice_proto::bounded_message(self.to_string()),
+                retry_after_ms: match self {
+                    ApiError::RateLimited(ms) => Some(ms),
+                    _ => None,
+                },
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::RateLimited(ms) = self {
+            // Whole seconds, rounded up (RFC 9110 has no finer unit).
+            let secs = ms.div_ceil(1000).max(1);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        response
     }
 }

@@ -139,6 +139,11 @@ pub async fn create_job(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
+    let user_key: std::sync::Arc<str> = std::sync::Arc::from(user.as_str());
+    if let Err(wait) = state.submit_quota.check(&user_key) {
+        jobs::count_rejected("rate_limited");
+        return Err(ApiError::RateLimited(crate::quota::retry_after_ms(wait)));
+    }
     let limit = state.config.gateway.max_message_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)

@@ -91,6 +91,8 @@ pub trait SessionEnv: EventLog + JobCommands {
     fn per_frame(&self) -> &PerFrameMetrics;
     /// Tracks submissions, so a draining gateway finishes their publishes.
     fn tasks(&self) -> &TaskTracker;
+    /// The per-user submission rate.
+    fn submit_quota(&self) -> &crate::quota::SubmitQuota;
 }
 
 impl EventLog for AppState {
@@ -164,5 +166,8 @@ impl SessionEnv for AppState {
     }
     fn tasks(&self) -> &TaskTracker {
         &self.sessions
+    }
+    fn submit_quota(&self) -> &crate::quota::SubmitQuota {
+        &self.submit_quota
     }
 }

@@ -349,6 +349,7 @@ where
             code,
             // Decoder messages can quote the frame.
             message: sluice_proto::bounded_message(message),
+            retry_after_ms: None,
         })
         .await
     }
@@ -361,6 +362,19 @@ where
                     reference: Some(submit.reference),
                     code: ErrorCode::Overloaded,
                     message: "too many submissions awaiting the broker".into(),
+                    retry_after_ms: None,
+                })
+                .await;
+        }
+        if let Err(wait) = self.state.submit_quota().check(&self.user) {
+            jobs::count_rejected("rate_limited");
+            let retry_after_ms = crate::quota::retry_after_ms(wait);
+            return self
+                .send_frame(&ServerFrame::Error {
+                    reference: Some(submit.reference),
+                    code: ErrorCode::RateLimited,
+                    message: format!("too many submissions; retry in {retry_after_ms} ms"),
+                    retry_after_ms: Some(retry_after_ms),
                 })
                 .await;
         }
@@ -397,6 +411,7 @@ where
                     reference: None,
                     code: ErrorCode::NotFound,
                     message: "no such job".into(),
+                    retry_after_ms: None,
                 })
                 .await;
         };
@@ -409,6 +424,7 @@ where
                     reference: None,
                     code: ErrorCode::Overloaded,
                     message: "too many commands under way".into(),
+                    retry_after_ms: None,
                 })
                 .await;
         }
@@ -442,6 +458,7 @@ where
                             reference: Some(reference),
                             code: ErrorCode::Unavailable,
                             message: format!("job not queued: {e}"),
+                            retry_after_ms: None,
                         }
                     }
                 };
@@ -466,6 +483,7 @@ where
                         reference: None,
                         code,
                         message,
+                        retry_after_ms: None,
                     })
                     .await?;
                 }

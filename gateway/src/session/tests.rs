@@ -54,6 +54,7 @@ struct Fake {
     reconnects: tokio::sync::watch::Sender<u64>,
     per_frame: PerFrameMetrics,
     tasks: TaskTracker,
+    submit_quota: crate::quota::SubmitQuota,
     /// The user's stored events.
     log: Log,
     /// Ids of the jobs submitted, in order.
@@ -71,6 +72,7 @@ impl Fake {
     /// permits.
     fn answering(gateway: GatewayConfig, submits: usize) -> Arc<Self> {
         let auth = AuthConfig::default();
+        let (rate, burst) = gateway_rate(&gateway);
         Arc::new(Self {
             verifier: Verifier::new(&auth),
             auth,
@@ -86,6 +88,7 @@ impl Fake {
             reconnects: tokio::sync::watch::Sender::new(0),
             per_frame: PerFrameMetrics::new(),
             tasks: TaskTracker::new(),
+            submit_quota: crate::quota::SubmitQuota::new(rate, burst),
             log: Log::default(),
             submitted: Mutex::default(),
             submit_answers: Semaphore::new(submits),
@@ -113,6 +116,14 @@ impl Fake {
     fn token(&self) -> String {
         auth::mint(&self.auth, USER, 3600).unwrap()
     }
+}
+
+/// The fake's submission quota, from the config it was given.
+fn gateway_rate(gateway: &GatewayConfig) -> (u32, u32) {
+    (
+        gateway.submits_per_user_per_sec,
+        gateway.submit_burst_per_user,
+    )
 }
 
 fn config() -> GatewayConfig {
@@ -212,6 +223,9 @@ impl SessionEnv for Fake {
     }
     fn tasks(&self) -> &TaskTracker {
         &self.tasks
+    }
+    fn submit_quota(&self) -> &crate::quota::SubmitQuota {
+        &self.submit_quota
     }
 }
 
@@ -806,4 +820,47 @@ async fn a_refresh_for_another_user_or_a_bad_token_closes_with_1008() {
         })
         .await;
     assert_eq!(client.closed().await.code, CloseCode::Policy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_submit_past_the_users_quota_is_answered_rate_limited_and_not_run() {
+    let fake = Fake::new(GatewayConfig {
+        submits_per_user_per_sec: 1,
+        submit_burst_per_user: 2,
+        ..config()
+    });
+    let mut client = Client::connect(&fake).await;
+    let submit = |reference: &str| OutgoingFrame::Submit {
+        reference: reference.into(),
+        job: JobRequest::Sleep(SleepArgs { ms: 1 }),
+    };
+    for reference in ["a", "b", "c"] {
+        client.send(&submit(reference)).await;
+    }
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(client.frame().await);
+    }
+    let limited: Vec<_> = answers
+        .iter()
+        .filter_map(|frame| match frame {
+            ServerFrame::Error {
+                reference,
+                code,
+                retry_after_ms,
+                ..
+            } => Some((reference.clone(), *code, retry_after_ms.is_some())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        limited,
+        [(Some("c".to_owned()), ErrorCode::RateLimited, true)],
+        "{answers:?}"
+    );
+    assert_eq!(
+        fake.submitted.lock().unwrap().len(),
+        2,
+        "the third never ran"
+    );
 }

@@ -154,6 +154,10 @@ export type ServerFrame = {
      * The `ref` of the submit it answers, if it answers one.
      */
     ref?: string | null;
+    /**
+     * With `rate_limited`: how long to wait before trying again (ms).
+     */
+    retry_after_ms?: number | null;
     type: "error";
 };
 /**
