@@ -486,21 +486,11 @@ async fn record(
     job: &OwnedJobEnvelope,
     outcome: Outcome,
 ) -> Result<Option<(Outcome, StoredEvent)>, tokio_postgres::Error> {
-    let (outcome, finished) = match lifecycle::finish(tx, job, outcome.clone()).await? {
-        // Nothing was written: record the cancel in the same transaction.
-        Finish::CancelRequested => (
-            Outcome::Cancelled,
-            lifecycle::finish(tx, job, Outcome::Cancelled).await?,
-        ),
-        finished => (outcome, finished),
-    };
-    match finished {
-        Finish::Recorded(event) => Ok(Some((outcome, event))),
-        Finish::AlreadyEnded | Finish::CancelRequested => {
-            tracing::warn!("the job had already ended; this attempt's outcome is not recorded");
-            Ok(None)
-        }
+    let recorded = lifecycle::finish_or_cancel(tx, job.job_id, &job.user, outcome).await?;
+    if recorded.is_none() {
+        tracing::warn!("the job had already ended; this attempt's outcome is not recorded");
     }
+    Ok(recorded)
 }
 
 /// Runs the handler in its own transaction, racing cancellation, the time

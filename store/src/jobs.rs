@@ -43,6 +43,57 @@ pub enum Claim {
     CancelRequested,
 }
 
+/// A job row locked by [`lock_and_lease`].
+struct Locked {
+    status: JobStatus,
+    attempts: i32,
+    cancel_requested: bool,
+    last_error: Option<String>,
+    /// Whether this connection now holds the job's lease.
+    leased: bool,
+}
+
+/// Locks the user's job row until commit and, if the job is still queued
+/// or running, tries to take its lease on this connection (see
+/// [`crate::lease`]); `None` when there is no such job. The one place a
+/// lease is taken.
+async fn lock_and_lease<C: GenericClient>(
+    tx: &C,
+    job_id: uuid::Uuid,
+    user: &str,
+) -> Result<Option<Locked>, tokio_postgres::Error> {
+    // Typed: one round trip (no separate prepare), which matters when the
+    // database's CPUs are busy with the batches themselves. The row is
+    // locked in a materialized CTE so the lock function runs exactly once,
+    // after the row lock: a session lock taken twice would need two
+    // unlocks. CASE, unlike AND, fixes the order of evaluation.
+    let row = tx
+        .query_typed_opt(
+            "WITH job AS MATERIALIZED (
+                 SELECT status, attempts, cancel_requested, last_error FROM jobs
+                 WHERE id = $1 AND user_id = $2 FOR UPDATE
+             )
+             SELECT status, attempts, cancel_requested, last_error,
+                    CASE WHEN status IN ('queued', 'running')
+                         THEN pg_try_advisory_lock($3, $4) ELSE false END
+             FROM job",
+            &[
+                (&job_id, Type::UUID),
+                (&user, Type::TEXT),
+                (&crate::lease::LEASE_CLASS, Type::INT4),
+                (&crate::lease::lease_key(job_id), Type::INT4),
+            ],
+        )
+        .await?;
+    Ok(row.map(|row| Locked {
+        status: status_of(&row, 0),
+        attempts: row.get(1),
+        cancel_requested: row.get(2),
+        last_error: row.get(3),
+        leased: row.get(4),
+    }))
+}
+
 impl Claim {
     /// Whether this claim left the job's lease held by its connection.
     pub fn holds_lease(&self) -> bool {
@@ -69,36 +120,17 @@ pub async fn claim<C: GenericClient>(
     job: &OwnedJobEnvelope,
     max_attempts: u32,
 ) -> Result<Claim, tokio_postgres::Error> {
-    // Typed statements: one round trip each (no separate prepare), which
-    // matters when the database's CPUs are busy with the batches themselves.
-    // The row is locked in a materialized CTE so the lock function runs
-    // exactly once, after the row lock: a session lock taken twice would
-    // need two unlocks. CASE, unlike AND, fixes the order of evaluation.
-    let Some(row) = tx
-        .query_typed_opt(
-            "WITH job AS MATERIALIZED (
-                 SELECT status, attempts, cancel_requested, last_error FROM jobs
-                 WHERE id = $1 AND user_id = $2 FOR UPDATE
-             )
-             SELECT status, attempts, cancel_requested, last_error,
-                    CASE WHEN status IN ('queued', 'running')
-                         THEN pg_try_advisory_lock($3, $4) ELSE false END
-             FROM job",
-            &[
-                (&job.job_id, Type::UUID),
-                (&job.user, Type::TEXT),
-                (&crate::lease::LEASE_CLASS, Type::INT4),
-                (&crate::lease::lease_key(job.job_id), Type::INT4),
-            ],
-        )
-        .await?
-    else {
+    let Some(row) = lock_and_lease(tx, job.job_id, &job.user).await? else {
         return Ok(Claim::NotQueued);
     };
-    let status = status_of(&row, 0);
-    let attempts: i32 = row.get::<_, i32>(1).saturating_add(1);
-    let cancel_requested: bool = row.get(2);
-    let leased: bool = row.get(4);
+    let Locked {
+        status,
+        attempts,
+        cancel_requested,
+        last_error,
+        leased,
+    } = row;
+    let attempts = attempts.saturating_add(1);
     if status.is_terminal() {
         return Ok(Claim::Finished);
     }
@@ -119,7 +151,7 @@ pub async fn claim<C: GenericClient>(
     if attempts as u32 > max_attempts {
         return Ok(Claim::Exhausted {
             attempts: attempts - 1,
-            last_error: row.get(3),
+            last_error,
         });
     }
     let running = if status == JobStatus::Running {
@@ -171,42 +203,20 @@ pub async fn abandon<C: GenericClient>(
     user: &str,
     error: JobError,
 ) -> Result<Abandon, tokio_postgres::Error> {
-    let Some(row) = tx
-        .query_typed_opt(
-            "WITH job AS MATERIALIZED (
-                 SELECT status FROM jobs WHERE id = $1 AND user_id = $2 FOR UPDATE
-             )
-             SELECT status,
-                    CASE WHEN status IN ('queued', 'running')
-                         THEN pg_try_advisory_lock($3, $4) ELSE false END
-             FROM job",
-            &[
-                (&job_id, Type::UUID),
-                (&user, Type::TEXT),
-                (&crate::lease::LEASE_CLASS, Type::INT4),
-                (&crate::lease::lease_key(job_id), Type::INT4),
-            ],
-        )
-        .await?
-    else {
+    let Some(Locked { status, leased, .. }) = lock_and_lease(tx, job_id, user).await? else {
         return Ok(Abandon::NotFound);
     };
-    let status = status_of(&row, 0);
-    let leased: bool = row.get(1);
     if status.is_terminal() || status == JobStatus::Created {
         return Ok(Abandon::Ended);
     }
     if !leased {
         return Ok(Abandon::Busy);
     }
-    let finished = match finish_job(tx, job_id, user, Outcome::Failed(error)).await? {
-        Finish::CancelRequested => finish_job(tx, job_id, user, Outcome::Cancelled).await?,
-        finished => finished,
-    };
-    Ok(Abandon::Recorded(match finished {
-        Finish::Recorded(event) => Some(event),
-        Finish::AlreadyEnded | Finish::CancelRequested => None,
-    }))
+    Ok(Abandon::Recorded(
+        finish_or_cancel(tx, job_id, user, Outcome::Failed(error))
+            .await?
+            .map(|(_, event)| event),
+    ))
 }
 
 /// How a job ended.
@@ -310,6 +320,30 @@ pub async fn finish_job<C: GenericClient>(
     )
     .await?;
     Ok(Finish::Recorded(event))
+}
+
+/// Records `outcome`, or `cancelled` when a cancel was requested (nothing
+/// was written for the refused outcome, so the same transaction records
+/// the cancel). Returns what was recorded with its event; `None` if the job
+/// had already ended and nothing was written. For outcomes recorded apart
+/// from the work (which must be rolled back first when it is `done`).
+pub async fn finish_or_cancel<C: GenericClient>(
+    tx: &C,
+    job_id: uuid::Uuid,
+    user: &str,
+    outcome: Outcome,
+) -> Result<Option<(Outcome, StoredEvent)>, tokio_postgres::Error> {
+    let (outcome, finished) = match finish_job(tx, job_id, user, outcome.clone()).await? {
+        Finish::CancelRequested => (
+            Outcome::Cancelled,
+            finish_job(tx, job_id, user, Outcome::Cancelled).await?,
+        ),
+        finished => (outcome, finished),
+    };
+    Ok(match finished {
+        Finish::Recorded(event) => Some((outcome, event)),
+        Finish::AlreadyEnded | Finish::CancelRequested => None,
+    })
 }
 
 /// Which of `job_ids` have a cancel request recorded and have not ended:
