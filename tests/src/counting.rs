@@ -14,11 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
-use serde_json::json;
 use sluice_jobs::error::JobFailure;
 use sluice_jobs::handlers::{Handler, Handlers, JobContext};
 use sluice_proto::JobKind;
-use sluice_proto::job::SleepArgs;
 use uuid::Uuid;
 
 /// Executions begun per job, shared by the handler and the test.
@@ -49,6 +47,7 @@ impl Executions {
         handlers.register(Box::new(CountingSleep {
             executions: self.clone(),
             panic_first: false,
+            builtin: Handlers::builtin(),
         }));
         handlers
     }
@@ -61,6 +60,7 @@ impl Executions {
         handlers.register(Box::new(CountingSleep {
             executions: self.clone(),
             panic_first: true,
+            builtin: Handlers::builtin(),
         }));
         handlers
     }
@@ -87,9 +87,11 @@ impl Executions {
     }
 }
 
+/// Counts, writes its effect, then runs the product's own `sleep`.
 struct CountingSleep {
     executions: Executions,
     panic_first: bool,
+    builtin: Handlers,
 }
 
 impl Handler for CountingSleep {
@@ -110,8 +112,6 @@ impl Handler for CountingSleep {
                 }
                 Err(_) => 0,
             };
-            let args =
-                SleepArgs::parse(&ctx.job.args).map_err(|e| JobFailure::bad_args(e.to_string()))?;
             ctx.tx
                 .execute(
                     "INSERT INTO public.sluice_test_effects (job_id) VALUES ($1)",
@@ -124,9 +124,11 @@ impl Handler for CountingSleep {
                     ctx.job.job_id
                 );
             }
-            let seconds = args.ms as f64 / 1000.0;
-            ctx.tx.execute("SELECT pg_sleep($1)", &[&seconds]).await?;
-            Ok(json!({ "slept_ms": args.ms }))
+            let sleep = self
+                .builtin
+                .get(JobKind::Sleep)
+                .ok_or_else(|| JobFailure::Transient("no built-in sleep handler".into()))?;
+            sleep.run(ctx).await
         })
     }
 }

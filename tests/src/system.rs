@@ -819,6 +819,26 @@ impl Drop for System {
     }
 }
 
+/// The resident memory of process `pid`, in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A channel on the test broker, for tests that act as a client of it
+/// themselves (publish a poison message, hand deliveries back).
+pub async fn broker_channel() -> (lapin::Connection, lapin::Channel) {
+    let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+        .await
+        .expect("connecting to RabbitMQ");
+    let channel = conn.create_channel().await.expect("a channel");
+    (conn, channel)
+}
+
 /// The database URL the binaries use (same default, same override).
 pub fn database_url() -> String {
     std::env::var("SLUICE_DATABASE__URL")

@@ -6,18 +6,10 @@
 
 use std::time::Duration;
 
+use sluice_tests::system::rss_kib;
 use sluice_tests::{Client, System, SystemOptions, token, unique_user};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 /// Upgrades a raw socket to a WebSocket by hand and returns it.
 async fn upgraded(port: u16) -> TcpStream {

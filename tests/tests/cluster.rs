@@ -39,7 +39,16 @@ fn cluster(args: &[&str]) -> String {
 struct Cluster;
 
 impl Cluster {
+    /// Starts three nodes from nothing: a cluster brought back from an
+    /// earlier run's state was seen to leave a node unable to start
+    /// (RabbitMQ wants the node that stopped last to start first).
     fn start() -> Cluster {
+        let _ = Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/cluster.sh"))
+            .arg("stop")
+            .status();
+        let state = std::env::var("SLUICE_STATE_DIR").unwrap_or_else(|_| "/var/tmp/sluice".into());
+        let _ = std::fs::remove_dir_all(std::path::Path::new(&state).join("rabbit-cluster"));
         cluster(&["start"]);
         Cluster
     }

@@ -18,23 +18,31 @@ use sluice_tests::system::{RestoreServices, db, services};
 use sluice_tests::{Client, System, SystemOptions, eventually, token, unique_user};
 use uuid::Uuid;
 
-/// A system whose runner counts `sleep` executions, warmed up: one job end
-/// to end and queues that have existed for a while (RabbitMQ 3.10 killed
-/// right after creating a quorum queue can bring it back leaderless).
-async fn counting_system(executions: &Executions) -> (System, Client) {
+/// A system whose runner counts `sleep` executions (with one more gateway
+/// setting), warmed up: one job end to end and queues that have existed
+/// for a while (RabbitMQ 3.10 killed right after creating a quorum queue
+/// can bring it back leaderless). Returns it with a session and its user.
+async fn counting_system(
+    executions: &Executions,
+    (key, value): (&str, u64),
+) -> (System, Client, String) {
     let handlers = executions.clone();
     let system = System::start(
         SystemOptions::default()
             .handlers(move || handlers.handlers())
-            .gateway("SLUICE_AMQP__PUBLISH_TIMEOUT_MS", 1000),
+            .gateway(key, value),
     )
     .await;
-    let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("once"))).await;
+    let user = unique_user("once");
+    let (mut client, _) = Client::hello(&system.ws_url(), &token(&user)).await;
     let warm = client.submit("warm", "sleep", json!({ "ms": 1 })).await;
     client.events_until_terminal(warm).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    (system, client)
+    (system, client, user)
 }
+
+/// A short publish timeout, so a submit during an outage is refused fast.
+const PUBLISH_TIMEOUT: (&str, u64) = ("SLUICE_AMQP__PUBLISH_TIMEOUT_MS", 1000);
 
 /// Waits for `job`'s `running` event.
 async fn until_running(client: &mut Client, job: Uuid) {
@@ -105,7 +113,7 @@ async fn stored(job: Uuid) -> (String, i32, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_mid_job_leaves_one_execution_and_one_done() {
     let executions = Executions::new().await;
-    let (_system, mut client) = counting_system(&executions).await;
+    let (_system, mut client, _) = counting_system(&executions, PUBLISH_TIMEOUT).await;
     let job = client
         .submit("long", "sleep", json!({ "ms": 30_000 }))
         .await;
@@ -135,7 +143,7 @@ async fn a_broker_killed_mid_job_leaves_one_execution_and_one_done() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_closed_by_the_broker_mid_job_leave_one_execution() {
     let executions = Executions::new().await;
-    let (_system, mut client) = counting_system(&executions).await;
+    let (_system, mut client, _) = counting_system(&executions, PUBLISH_TIMEOUT).await;
     let job = client
         .submit("long", "sleep", json!({ "ms": 20_000 }))
         .await;
@@ -169,18 +177,7 @@ async fn connections_closed_by_the_broker_mid_job_leave_one_execution() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_answered_during_a_broker_outage_ends_the_job_cancelled() {
     let executions = Executions::new().await;
-    let user = unique_user("cancel-outage");
-    let handlers = executions.clone();
-    let system = System::start(
-        SystemOptions::default()
-            .handlers(move || handlers.handlers())
-            .gateway("SLUICE_AMQP__PUBLISH_TIMEOUT_MS", 1000),
-    )
-    .await;
-    let (mut client, _) = Client::hello(&system.ws_url(), &token(&user)).await;
-    let warm = client.submit("warm", "sleep", json!({ "ms": 1 })).await;
-    client.events_until_terminal(warm).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (system, mut client, user) = counting_system(&executions, PUBLISH_TIMEOUT).await;
     let job = client
         .submit("long", "sleep", json!({ "ms": 30_000 }))
         .await;
@@ -233,15 +230,8 @@ async fn a_cancel_answered_during_a_broker_outage_ends_the_job_cancelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_refused_while_the_database_is_down_can_be_retried() {
     let executions = Executions::new().await;
-    let user = unique_user("cancel-db");
-    let handlers = executions.clone();
-    let system = System::start(
-        SystemOptions::default()
-            .handlers(move || handlers.handlers())
-            .gateway("SLUICE_DATABASE__POOL_WAIT_MS", 1000),
-    )
-    .await;
-    let (mut client, _) = Client::hello(&system.ws_url(), &token(&user)).await;
+    let (system, mut client, user) =
+        counting_system(&executions, ("SLUICE_DATABASE__POOL_WAIT_MS", 1000)).await;
     let job = client
         .submit("long", "sleep", json!({ "ms": 30_000 }))
         .await;

@@ -9,6 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sluice_proto::EventStatus;
 use sluice_tests::client::hello;
+use sluice_tests::system::rss_kib;
 use sluice_tests::system::{RestoreServices, services};
 use sluice_tests::{Client, System, SystemOptions, eventually, token, unique_user};
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -43,15 +44,6 @@ async fn non_reader(
         other => panic!("expected welcome, got {other:?}"),
     }
     ws
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

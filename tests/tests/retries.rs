@@ -133,13 +133,7 @@ async fn an_always_failing_job_is_dead_lettered_once_and_replayable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_is_dead_lettered_and_the_runner_keeps_serving() {
     let system = System::start(options()).await;
-    let conn = lapin::Connection::connect(
-        &sluice_tests::system::amqp_url(),
-        lapin::ConnectionProperties::default(),
-    )
-    .await
-    .unwrap();
-    let channel = conn.create_channel().await.unwrap();
+    let (_conn, channel) = sluice_tests::system::broker_channel().await;
     channel
         .basic_publish(
             "".into(),
@@ -188,13 +182,7 @@ async fn a_job_dead_lettered_at_the_delivery_limit_ends_failed_with_one_event() 
     let (mut client, _) = Client::hello(&system.ws_url(), &token(&unique_user("limit"))).await;
     let job = client.submit("j", "sleep", json!({ "ms": 1 })).await;
 
-    let conn = lapin::Connection::connect(
-        &sluice_tests::system::amqp_url(),
-        lapin::ConnectionProperties::default(),
-    )
-    .await
-    .unwrap();
-    let channel = conn.create_channel().await.unwrap();
+    let (conn, channel) = sluice_tests::system::broker_channel().await;
     let queue = format!("{}.jobs", system.prefix);
     let mut deliveries = 0;
     while let Some(message) = channel

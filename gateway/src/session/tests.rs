@@ -72,7 +72,10 @@ impl Fake {
     /// permits.
     fn answering(gateway: GatewayConfig, submits: usize) -> Arc<Self> {
         let auth = AuthConfig::default();
-        let (rate, burst) = gateway_rate(&gateway);
+        let (rate, burst) = (
+            gateway.submits_per_user_per_sec,
+            gateway.submit_burst_per_user,
+        );
         Arc::new(Self {
             verifier: Verifier::new(&auth),
             auth,
@@ -116,14 +119,6 @@ impl Fake {
     fn token(&self) -> String {
         auth::mint(&self.auth, USER, 3600).unwrap()
     }
-}
-
-/// The fake's submission quota, from the config it was given.
-fn gateway_rate(gateway: &GatewayConfig) -> (u32, u32) {
-    (
-        gateway.submits_per_user_per_sec,
-        gateway.submit_burst_per_user,
-    )
 }
 
 fn config() -> GatewayConfig {
