@@ -210,7 +210,7 @@ pub async fn run_with(
             let publisher = publisher.clone();
             let incarnation = incarnation.clone();
             tokio::spawn(async move {
-                if let Err(e) = settle::consume(&conn, &topology, pool, &publisher).await {
+                if let Err(e) = settle::consume(&conn, &topology, pool, publisher).await {
                     tracing::warn!(error = %e, "dead-letter settle consumer ended");
                 }
                 // Without it a job the broker gave up on stays running.

@@ -9,6 +9,7 @@
 //! poison message has no job. The operators' copy stays for `dead list`
 //! and `dead replay` either way.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -33,7 +34,7 @@ pub async fn consume(
     conn: &Connection,
     topology: &Topology,
     pool: deadpool_postgres::Pool,
-    events: &Publisher,
+    events: Arc<Publisher>,
 ) -> Result<(), lapin::Error> {
     // Declared with the jobs queue when the broker side was set up.
     let channel = conn.create_channel().await?;
@@ -46,9 +47,13 @@ pub async fn consume(
             FieldTable::default(),
         )
         .await?;
+    // One task per dead letter (at most the prefetch of 4 at once), so one
+    // whose job is still leased waits its pause without holding up the rest.
+    let tasks = tokio_util::task::TaskTracker::new();
     while let Some(next) = consumer.next().await {
         let delivery = next?;
-        settle(&delivery, topology, &pool, events).await;
+        let (topology, pool, events) = (topology.clone(), pool.clone(), events.clone());
+        tasks.spawn(async move { settle(&delivery, &topology, &pool, &events).await });
     }
     Ok(())
 }

@@ -60,6 +60,17 @@ pub enum ServerFrame {
 }
 
 impl ServerFrame {
+    /// An `error` frame without `retry_after_ms` (everything but
+    /// `rate_limited`).
+    pub fn error(reference: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            reference,
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
     /// The frame as JSON text. Serializing these types cannot fail.
     pub fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| {

@@ -344,13 +344,12 @@ where
         if self.bad_frames > self.state.gateway().max_bad_frames {
             return Err(End::close(CloseCode::Policy, "too many bad frames"));
         }
-        self.send_frame(&ServerFrame::Error {
+        self.send_frame(&ServerFrame::error(
             reference,
             code,
             // Decoder messages can quote the frame.
-            message: sluice_proto::bounded_message(message),
-            retry_after_ms: None,
-        })
+            sluice_proto::bounded_message(message),
+        ))
         .await
     }
 
@@ -358,12 +357,11 @@ where
         if self.inflight >= self.state.gateway().max_inflight_submits {
             jobs::count_rejected("overloaded");
             return self
-                .send_frame(&ServerFrame::Error {
-                    reference: Some(submit.reference),
-                    code: ErrorCode::Overloaded,
-                    message: "too many submissions awaiting the broker".into(),
-                    retry_after_ms: None,
-                })
+                .send_frame(&ServerFrame::error(
+                    Some(submit.reference),
+                    ErrorCode::Overloaded,
+                    "too many submissions awaiting the broker",
+                ))
                 .await;
         }
         if let Err(wait) = self.state.submit_quota().check(&self.user) {
@@ -407,12 +405,11 @@ where
     async fn cancel(&mut self, job_id: &str) -> Result<(), End> {
         let Ok(job_id) = Uuid::parse_str(job_id) else {
             return self
-                .send_frame(&ServerFrame::Error {
-                    reference: None,
-                    code: ErrorCode::NotFound,
-                    message: "no such job".into(),
-                    retry_after_ms: None,
-                })
+                .send_frame(&ServerFrame::error(
+                    None,
+                    ErrorCode::NotFound,
+                    "no such job",
+                ))
                 .await;
         };
         // Each cancel is a database transaction: like submits, a session
@@ -420,12 +417,11 @@ where
         // spawn tasks and hold pooled connections without bound.
         if self.inflight >= self.state.gateway().max_inflight_submits {
             return self
-                .send_frame(&ServerFrame::Error {
-                    reference: None,
-                    code: ErrorCode::Overloaded,
-                    message: "too many commands under way".into(),
-                    retry_after_ms: None,
-                })
+                .send_frame(&ServerFrame::error(
+                    None,
+                    ErrorCode::Overloaded,
+                    "too many commands under way",
+                ))
                 .await;
         }
         self.inflight += 1;
@@ -454,12 +450,11 @@ where
                     Ok(()) => ServerFrame::Accepted { reference, job_id },
                     Err(e) => {
                         tracing::warn!(%job_id, error = %e, "job not queued");
-                        ServerFrame::Error {
-                            reference: Some(reference),
-                            code: ErrorCode::Unavailable,
-                            message: format!("job not queued: {e}"),
-                            retry_after_ms: None,
-                        }
+                        ServerFrame::error(
+                            Some(reference),
+                            ErrorCode::Unavailable,
+                            format!("job not queued: {e}"),
+                        )
                     }
                 };
                 self.send_frame(&frame).await?;
@@ -479,13 +474,8 @@ where
                     Err(e) => Some((ErrorCode::Unavailable, format!("cancel failed: {e}"))),
                 };
                 if let Some((code, message)) = refusal {
-                    self.send_frame(&ServerFrame::Error {
-                        reference: None,
-                        code,
-                        message,
-                        retry_after_ms: None,
-                    })
-                    .await?;
+                    self.send_frame(&ServerFrame::error(None, code, message))
+                        .await?;
                 }
             }
             TaskDone::CatchUp { rows } => match rows {
