@@ -3,7 +3,7 @@
 # testing Sluice against a cluster on one machine. Same installation as
 # deploy/provision.sh (run it first), separate nodes and state:
 #   node N (1..3): sluice-cN@localhost, AMQP port SLUICE_CLUSTER_PORT + 2(N-1)
-#   (default 55680, 55682, 55684), distribution port one above its AMQP port,
+#   (default 25690, 25692, 25694), distribution port one above its AMQP port,
 #   state in $SLUICE_STATE_DIR/rabbit-cluster/cN.
 # Quorum queues declared on it are replicated over the three nodes.
 #
@@ -22,7 +22,7 @@ LOG_PREFIX=cluster
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-: "${SLUICE_CLUSTER_PORT:=55680}"
+: "${SLUICE_CLUSTER_PORT:=25690}"
 CLUSTER_DIR="$SLUICE_STATE_DIR/rabbit-cluster"
 NODES=(1 2 3)
 

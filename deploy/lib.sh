@@ -10,10 +10,15 @@
 #
 # Settings (environment, with defaults):
 #   SLUICE_STATE_DIR       /var/tmp/sluice   data, logs, sockets of the private services
-#   SLUICE_PG_PORT         55432             PostgreSQL TCP port (127.0.0.1)
-#   SLUICE_AMQP_PORT       55672             RabbitMQ AMQP port (127.0.0.1)
-#   SLUICE_AMQP_DIST_PORT  55673             RabbitMQ Erlang distribution port
+#   SLUICE_PG_PORT         25432             PostgreSQL TCP port (127.0.0.1)
+#   SLUICE_AMQP_PORT       25682             RabbitMQ AMQP port (127.0.0.1)
+#   SLUICE_AMQP_DIST_PORT  25683             RabbitMQ Erlang distribution port
 #   SLUICE_PG_FAST         0                 1: fsync/full_page_writes off (commits stay synchronous)
+#
+# The ports sit below Linux's ephemeral range (32768-60999 by default): a
+# port inside it can be taken as the source port of any outgoing connection
+# while its service is down, and the restart then fails with the address in
+# use. That happened to a cluster node in a test run.
 
 if [[ -n "${SLUICE_LIB_LOADED:-}" ]]; then
     return 0
@@ -24,9 +29,9 @@ SLUICE_DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SLUICE_REPO_ROOT="$(cd "$SLUICE_DEPLOY_DIR/.." && pwd)"
 
 : "${SLUICE_STATE_DIR:=/var/tmp/sluice}"
-: "${SLUICE_PG_PORT:=55432}"
-: "${SLUICE_AMQP_PORT:=55672}"
-: "${SLUICE_AMQP_DIST_PORT:=55673}"
+: "${SLUICE_PG_PORT:=25432}"
+: "${SLUICE_AMQP_PORT:=25682}"
+: "${SLUICE_AMQP_DIST_PORT:=25683}"
 : "${SLUICE_PG_FAST:=0}"
 export SLUICE_STATE_DIR SLUICE_PG_PORT SLUICE_AMQP_PORT SLUICE_AMQP_DIST_PORT SLUICE_PG_FAST
 
@@ -139,7 +144,7 @@ SLUICE_PG_DIR="$SLUICE_STATE_DIR/pg"
 SLUICE_PG_DATA="$SLUICE_PG_DIR/data"
 SLUICE_PG_RUN="$SLUICE_PG_DIR/run"
 SLUICE_PG_LOG="$SLUICE_PG_DIR/postgres.log"
-# Distinctive process titles ("postgres: sluice-55432: checkpointer"), so the
+# Distinctive process titles ("postgres: sluice-25432: checkpointer"), so the
 # cluster's processes can be found even after the postmaster is gone.
 SLUICE_PG_CLUSTER_NAME="sluice-${SLUICE_PG_PORT}"
 SLUICE_PG_START_TIMEOUT=60

@@ -20,7 +20,7 @@ pub struct AmqpConfig {
 impl Default for AmqpConfig {
     fn default() -> Self {
         Self {
-            url: "amqp://sluice:sluice@127.0.0.1:55672/%2f".into(),
+            url: "amqp://sluice:sluice@127.0.0.1:25682/%2f".into(),
             prefix: "sluice".into(),
             publish_timeout_ms: 5_000,
         }

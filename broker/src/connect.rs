@@ -12,17 +12,6 @@ use lapin::{Connection, ConnectionProperties};
 /// abandoned and retried (a healthy one takes milliseconds).
 pub const SETUP_ATTEMPT: Duration = Duration::from_secs(5);
 
-/// Whether lapin recovers a lost connection by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recovery {
-    /// lapin reconnects and re-declares channels, queues and consumers (the
-    /// gateway: its sessions outlive a broker restart).
-    Automatic,
-    /// The connection stays dead; the owner builds its broker side again (the
-    /// runner: a consumer was seen never to resume after lapin's recovery).
-    Manual,
-}
-
 /// The nodes `url` names: one AMQP URL, or several separated by commas (a
 /// cluster's nodes). Each must parse; the heartbeat default is applied.
 pub fn nodes(url: &str) -> Result<Vec<AMQPUri>, String> {
@@ -46,45 +35,35 @@ pub fn nodes(url: &str) -> Result<Vec<AMQPUri>, String> {
     Ok(nodes)
 }
 
+/// Counts connects in this process, so that each goes to the next node.
+static TURN: AtomicUsize = AtomicUsize::new(0);
+
 /// Connects once. Callers that must wait for a broker still starting wrap
 /// this, together with their declarations, in a bounded retry.
 ///
-/// With several nodes in `url`, every TCP connect (the first, lapin's
-/// retries, and, with [`Recovery::Automatic`], every recovery) goes to the
-/// next node in turn, starting at one picked by the process id so that a
-/// fleet spreads over the cluster: a node that died is left for the next
+/// The connection does not recover by itself: when it is lost, its owner
+/// connects again and builds what used it anew (see [`crate::Link`]).
+///
+/// With several nodes in `url`, each call connects to the next node in
+/// turn, starting at one picked by the process id so that a fleet spreads
+/// over the cluster: a node that died is left for the next
 /// one at the first refused connect. User, password, vhost and options are
 /// the first URL's; the others contribute host and port.
-pub async fn connect(
-    url: &str,
-    name: &str,
-    recovery: Recovery,
-) -> Result<Connection, lapin::Error> {
+pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
     let nodes = nodes(url).map_err(|e| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("amqp.url: {e}"))
     })?;
-    let mut props = ConnectionProperties::default().with_connection_name(name.into());
-    if recovery == Recovery::Automatic {
-        // lapin's default schedule doubles the wait up to 16 times: after
-        // an 18 s outage its next attempt came ~30 s after the kill, and
-        // the gateway refused submissions all that while. Retry every
-        // 200 ms to 1 s instead, for as long as it takes.
-        props = props
-            .configure_backoff(|b| {
-                b.with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(1))
-                    .with_max_times(usize::MAX)
-            })
-            .enable_auto_recover();
-    }
+    // lapin's own retries stay off (its default without recovery): the
+    // caller's retry loop paces the attempts and bounds each one.
+    let props = ConnectionProperties::default().with_connection_name(name.into());
     let first = nodes[0].clone();
-    let turn = AtomicUsize::new(std::process::id() as usize);
     let runtime = lapin::runtime::default_runtime()?;
     Connection::connector(
         first,
         runtime,
         async move |_, runtime| {
-            let node = &nodes[turn.fetch_add(1, Ordering::Relaxed) % nodes.len()];
+            let turn = std::process::id() as usize + TURN.fetch_add(1, Ordering::Relaxed);
+            let node = &nodes[turn % nodes.len()];
             tracing::debug!(host = %node.authority.host, port = node.authority.port, "connecting to a broker node");
             AMQPUriTcpExt::connect_with_config_async(node, OwnedTLSConfig::default().as_ref(), &runtime)
                 .await
@@ -120,10 +99,10 @@ mod tests {
     #[test]
     fn a_list_of_nodes_parses_with_the_heartbeat_default_unless_a_url_names_one() {
         let parsed =
-            nodes("amqp://u:p@127.0.0.1:55680/%2f, amqp://u:p@127.0.0.1:55682/%2f?heartbeat=30")
+            nodes("amqp://u:p@127.0.0.1:25690/%2f, amqp://u:p@127.0.0.1:25692/%2f?heartbeat=30")
                 .unwrap();
         assert_eq!(parsed.len(), 2);
-        assert_eq!(parsed[0].authority.port, 55680);
+        assert_eq!(parsed[0].authority.port, 25690);
         assert_eq!(parsed[0].query.heartbeat, Some(DEFAULT_HEARTBEAT_SECS));
         assert_eq!(parsed[1].query.heartbeat, Some(30));
         assert!(nodes(" , ").is_err());

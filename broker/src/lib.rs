@@ -9,17 +9,19 @@ pub mod config;
 pub mod connect;
 pub mod control;
 pub mod headers;
+pub mod link;
 pub mod listen;
 pub mod publish;
 pub mod topology;
 
 pub use config::AmqpConfig;
-pub use connect::{CLOSE_PATIENCE, Recovery, SETUP_ATTEMPT, close, connect};
+pub use connect::{CLOSE_PATIENCE, SETUP_ATTEMPT, close, connect};
 pub use control::ControlPublisher;
 pub use headers::{
     ATTEMPTS_HEADER, DEFERRALS_HEADER, LAST_ERROR_HEADER, PUBLISHED_MS_HEADER, RETRIES_HEADER,
     header_count, header_int, header_str, last_death, published_ms,
 };
+pub use link::Link;
 pub use listen::listen;
 pub use publish::{
     ConfirmChannel, Durability, Extras, PublishError, confirm_channel, publish_confirmed,

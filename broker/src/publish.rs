@@ -7,6 +7,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 
 use crate::headers::PUBLISHED_MS_HEADER;
+use crate::link::Link;
 
 /// Why a publish was not confirmed.
 #[derive(Debug, thiserror::Error)]
@@ -138,48 +139,52 @@ pub async fn confirm_channel(conn: &Connection) -> Result<Channel, lapin::Error>
 }
 
 /// A confirm-mode channel for publishing that replaces itself after a
-/// failed publish.
+/// failed publish, and when its [`Link`] moves to a new connection.
 ///
-/// lapin's automatic recovery reopens channels after the connection is lost
-/// and restored. A channel the broker closes because of a channel error
-/// (publishing to an exchange that was deleted, say) stays closed, and a
-/// publish that timed out leaves its confirm unaccounted for. So after any
-/// failed publish the channel is dropped and the next publish opens a new
-/// one; opening a channel costs one round trip.
+/// A channel the broker closes because of a channel error (publishing to
+/// an exchange that was deleted, say) stays closed, and a publish that timed
+/// out leaves its confirm unaccounted for. So after any failed publish the
+/// channel is dropped and the next publish opens a new one, on the link's
+/// connection of the moment; opening a channel costs one round trip.
 pub struct ConfirmChannel {
-    conn: std::sync::Arc<Connection>,
-    /// The channel in use; `None` once discarded, until the next publish.
-    current: tokio::sync::Mutex<Option<Channel>>,
+    link: Link,
+    /// The channel in use and the link generation it was opened on; `None`
+    /// once discarded, until the next publish.
+    current: tokio::sync::Mutex<Option<(u64, Channel)>>,
 }
 
 impl ConfirmChannel {
-    /// Opens the first channel.
-    pub async fn open(conn: std::sync::Arc<Connection>) -> Result<Self, lapin::Error> {
+    /// Opens the first channel, on the link's connection.
+    pub async fn open(link: Link) -> Result<Self, lapin::Error> {
+        let (generation, conn) = link.current();
         let channel = confirm_channel(&conn).await?;
         Ok(Self {
-            conn,
-            current: tokio::sync::Mutex::new(Some(channel)),
+            link,
+            current: tokio::sync::Mutex::new(Some((generation, channel))),
         })
     }
 
     /// Whether publishing can be expected to work now.
     pub fn is_ready(&self) -> bool {
-        self.conn.status().connected()
+        self.link.connected()
     }
 
     async fn channel(&self) -> Result<Channel, lapin::Error> {
         let mut current = self.current.lock().await;
-        if let Some(channel) = current.as_ref() {
+        let (generation, conn) = self.link.current();
+        if let Some((opened_on, channel)) = current.as_ref()
+            && *opened_on == generation
+        {
             return Ok(channel.clone());
         }
-        let channel = confirm_channel(&self.conn).await?;
-        *current = Some(channel.clone());
+        let channel = confirm_channel(&conn).await?;
+        *current = Some((generation, channel.clone()));
         Ok(channel)
     }
 
     async fn discard(&self, failed: &Channel) {
         let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|c| c.id() == failed.id()) {
+        if current.as_ref().is_some_and(|(_, c)| c.id() == failed.id()) {
             *current = None;
         }
     }

@@ -48,11 +48,6 @@ pub enum GatewayError {
     /// The HTTP server failed.
     #[error("serving HTTP: {0}")]
     Serve(#[from] std::io::Error),
-    /// The instance's event consumer ended: without it the gateway cannot
-    /// deliver events, so it stops (and the binary exits non-zero, so a
-    /// supervisor restarts it).
-    #[error("the event consumer stopped; the gateway cannot deliver events")]
-    EventsStopped,
     /// A task of the gateway panicked (or was cancelled); its message says
     /// which.
     #[error("gateway task failed: {0}")]

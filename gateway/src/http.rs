@@ -46,7 +46,7 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     use crate::metrics as m;
     metrics::gauge!(m::SESSIONS_OPEN).set(state.registry.session_count() as f64);
     metrics::counter!(m::SLOW_CLIENT_EVICTIONS).absolute(state.registry.evicted_count());
-    sluice_process::metrics::record_dependencies(&state.pool, state.amqp.status().connected());
+    sluice_process::metrics::record_dependencies(&state.pool, state.amqp.connected());
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -93,8 +93,7 @@ async fn healthz() -> impl IntoResponse {
     ))]
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let draining = state.shutdown.is_cancelled();
-    let broker =
-        state.amqp.status().connected() && state.outbox.is_ready() && state.control.is_ready();
+    let broker = state.amqp.connected() && state.outbox.is_ready() && state.control.is_ready();
     // Checked once a second by the gateway, not per request.
     let database = state.database_up.load(std::sync::atomic::Ordering::Relaxed);
     let ready = !draining && broker && database;

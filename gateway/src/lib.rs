@@ -67,13 +67,31 @@ pub async fn serve(
     let publish_timeout = Duration::from_millis(config.amqp.publish_timeout_ms);
     // Retried whole: a declare racing another client's on a new quorum queue
     // can make RabbitMQ close the connection (see sluice-jobs' start-up).
-    let (conn, outbox, control) = sluice_process::retry("broker setup", START_PATIENCE, || async {
-        tokio::time::timeout(
-            amqp::SETUP_ATTEMPT,
-            connect_broker(&config, &topology, publish_timeout),
-        )
-        .await
-        .map_err(|_| GatewayError::BrokerSetupTimeout(amqp::SETUP_ATTEMPT))?
+    let (link, outbox, control) = sluice_process::retry("broker setup", START_PATIENCE, || async {
+        let link = amqp::Link::new(broker::connect_bounded(&config, &topology).await?);
+        let publishers = async {
+            let outbox = Publisher::new(
+                amqp::ConfirmChannel::open(link.clone()).await?,
+                &topology,
+                publish_timeout,
+            );
+            let control = ControlPublisher::new(
+                amqp::ConfirmChannel::open(link.clone()).await?,
+                &topology,
+                publish_timeout,
+            );
+            Ok::<_, lapin::Error>((outbox, control))
+        };
+        match tokio::time::timeout(amqp::SETUP_ATTEMPT, publishers).await {
+            Ok(Ok((outbox, control))) => Ok((link, outbox, control)),
+            failed => {
+                amqp::close(&link.connection(), "setup failed").await;
+                Err(match failed {
+                    Ok(Err(e)) => e.into(),
+                    _ => GatewayError::BrokerSetupTimeout(amqp::SETUP_ATTEMPT),
+                })
+            }
+        }
     })
     .await?;
     let instance = config
@@ -112,7 +130,7 @@ pub async fn serve(
         outbox,
         control,
         pool,
-        amqp: conn,
+        amqp: link,
         shutdown: shutdown.clone(),
         sessions: TaskTracker::new(),
         broker_reconnects: tokio::sync::watch::Sender::new(0),
@@ -124,23 +142,11 @@ pub async fn serve(
         config,
     });
 
-    let events = {
-        let state = state.clone();
-        let topology = topology.clone();
-        tokio::spawn(async move {
-            let outcome =
-                broker::consume_events(&state.amqp, &topology, &instance, state.registry.clone())
-                    .await;
-            if let Err(e) = &outcome {
-                tracing::error!(error = %e, "event consumer failed; shutting down");
-            }
-            // Without events the gateway is useless: stop so a supervisor restarts it.
-            state.shutdown.cancel();
-            outcome
-        })
-    };
-
-    let reconnect_watch = tokio::spawn(watch_broker_reconnects(state.clone()));
+    let events = tokio::spawn(broker::keep_events_flowing(
+        state.clone(),
+        topology.clone(),
+        instance,
+    ));
     let database_watch = tokio::spawn(watch_database(state.clone()));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
@@ -191,60 +197,10 @@ pub async fn serve(
     stop_http.cancel();
     server.await??;
     tracing::info!("drained");
-    // If the event consumer is what stopped us, say so with a failure exit,
-    // so a supervisor restarts the gateway.
-    reconnect_watch.abort();
     database_watch.abort();
-    let consumer_failed = events.is_finished();
     events.abort();
-    amqp::close(&state.amqp, "gateway stopping").await;
-    if consumer_failed {
-        return Err(GatewayError::EventsStopped);
-    }
+    amqp::close(&state.amqp.connection(), "gateway stopping").await;
     Ok(())
-}
-
-/// Connects to the broker, declares what the gateway publishes to and opens
-/// its publishers; one attempt.
-async fn connect_broker(
-    config: &Config,
-    topology: &Topology,
-    publish_timeout: Duration,
-) -> Result<(Arc<lapin::Connection>, Publisher, ControlPublisher), GatewayError> {
-    // One try: the caller retries the whole setup.
-    let conn = Arc::new(
-        amqp::connect(
-            &config.amqp.url,
-            "sluice-gateway",
-            amqp::Recovery::Automatic,
-        )
-        .await?,
-    );
-    let setup = async {
-        let declare = conn.create_channel().await?;
-        topology.declare_jobs(&declare).await?;
-        topology.declare_events(&declare).await?;
-        topology.declare_control(&declare).await?;
-        let _ = declare.close(200, "declared".into()).await;
-        let outbox = Publisher::new(
-            amqp::ConfirmChannel::open(conn.clone()).await?,
-            topology,
-            publish_timeout,
-        );
-        let control = ControlPublisher::new(
-            amqp::ConfirmChannel::open(conn.clone()).await?,
-            topology,
-            publish_timeout,
-        );
-        Ok::<_, lapin::Error>((outbox, control))
-    };
-    match setup.await {
-        Ok((outbox, control)) => Ok((conn, outbox, control)),
-        Err(e) => {
-            let _ = conn.close(200, "setup failed".into()).await;
-            Err(e.into())
-        }
-    }
 }
 
 /// Checks the database once a second (each check bounded to a second) and
@@ -259,24 +215,5 @@ pub async fn watch_database(state: Arc<AppState>) {
         state
             .database_up
             .store(up, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Watches the broker connection; after it comes back, tells every session
-/// to catch up on stored events, twice: once the queues are likely re-bound
-/// (1 s) and once more in case re-binding was slow (5 s).
-async fn watch_broker_reconnects(state: Arc<AppState>) {
-    let mut was_connected = true;
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let connected = state.amqp.status().connected();
-        if connected && !was_connected {
-            tracing::info!("broker connection is back; sessions will catch up on missed events");
-            for wait in [1, 4] {
-                tokio::time::sleep(Duration::from_secs(wait)).await;
-                state.broker_reconnects.send_modify(|n| *n += 1);
-            }
-        }
-        was_connected = connected;
     }
 }

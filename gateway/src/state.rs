@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use deadpool_postgres::Pool;
-use lapin::Connection;
 use sluice_outbox::Publisher;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -36,8 +35,9 @@ pub struct AppState {
     pub control: sluice_broker::ControlPublisher,
     /// Reads of the event log (welcome, replay, gap reads).
     pub pool: Pool,
-    /// The broker connection, watched by `/readyz`.
-    pub amqp: Arc<Connection>,
+    /// The broker connection in use, watched by `/readyz`; replaced by
+    /// [`crate::broker::keep_events_flowing`] (its one writer) after a loss.
+    pub amqp: sluice_broker::Link,
     /// Cancelled when the gateway drains; sessions close with 1012.
     pub shutdown: CancellationToken,
     /// Bumped after the broker connection comes back; every session then

@@ -76,10 +76,9 @@ async fn connect_broker(config: &Config, topology: &Topology) -> Result<Broker, 
 
 async fn try_connect_broker(config: &Config, topology: &Topology) -> Result<Broker, RunError> {
     // One try: the caller retries the whole setup.
-    let conn =
-        Arc::new(amqp::connect(&config.amqp.url, "sluice-jobs", amqp::Recovery::Manual).await?);
+    let conn = Arc::new(amqp::connect(&config.amqp.url, "sluice-jobs").await?);
     let setup = async {
-        let events_channel = amqp::ConfirmChannel::open(conn.clone()).await?;
+        let events_channel = amqp::ConfirmChannel::open(conn.clone().into()).await?;
         let declare = conn.create_channel().await?;
         topology.declare_events(&declare).await?;
         let _ = declare.close(200, "declared".into()).await;
@@ -90,7 +89,7 @@ async fn try_connect_broker(config: &Config, topology: &Topology) -> Result<Brok
             .declare_retry(&jobs_channel, retry_base, retry::TIERS)
             .await?;
         let retrier = retry::Retrier::new(
-            amqp::ConfirmChannel::open(conn.clone()).await?,
+            amqp::ConfirmChannel::open(conn.clone().into()).await?,
             topology.clone(),
             retry_base,
             Duration::from_millis(config.amqp.publish_timeout_ms),

@@ -22,7 +22,7 @@ pub(crate) struct DbBaselineArgs {
     #[arg(
         long,
         env = "SLUICE_DATABASE__URL",
-        default_value = "postgres://sluice:sluice@127.0.0.1:55432/sluice",
+        default_value = "postgres://sluice:sluice@127.0.0.1:25432/sluice",
         hide_env_values = true
     )]
     #[serde(skip)]

@@ -23,7 +23,7 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
-            url: "postgres://sluice:sluice@127.0.0.1:55432/sluice".into(),
+            url: "postgres://sluice:sluice@127.0.0.1:25432/sluice".into(),
             pool_size: 16,
             pool_wait_ms: 5_000,
             schema: "sluice".into(),

@@ -842,7 +842,7 @@ pub async fn broker_channel() -> (lapin::Connection, lapin::Channel) {
 /// The database URL the binaries use (same default, same override).
 pub fn database_url() -> String {
     std::env::var("SLUICE_DATABASE__URL")
-        .unwrap_or_else(|_| "postgres://sluice:sluice@127.0.0.1:55432/sluice".into())
+        .unwrap_or_else(|_| "postgres://sluice:sluice@127.0.0.1:25432/sluice".into())
 }
 
 /// A direct database connection, for assertions.
@@ -965,7 +965,7 @@ fn alarm_listed() -> bool {
 /// The AMQP URL the binaries use (same default, same override).
 pub fn amqp_url() -> String {
     std::env::var("SLUICE_AMQP__URL")
-        .unwrap_or_else(|_| "amqp://sluice:sluice@127.0.0.1:55672/%2f".into())
+        .unwrap_or_else(|_| "amqp://sluice:sluice@127.0.0.1:25682/%2f".into())
 }
 
 /// Deletes what a test system declared on the shared broker, so that runs
