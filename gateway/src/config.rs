@@ -79,6 +79,13 @@ pub struct GatewayConfig {
     /// How many submissions one user may make at once before the rate
     /// applies.
     pub submit_burst_per_user: u32,
+    /// Jobs one user may have queued or running at once (counted in the
+    /// database, so across gateways); past it a submit or run is answered
+    /// `rate_limited`.
+    pub max_active_jobs_per_user: u64,
+    /// Bytes of args one user's `created` (not yet run) jobs may keep; past
+    /// it a `run: false` submit is answered `rate_limited`.
+    pub max_created_bytes_per_user: u64,
     /// Interval of server Pings; two silent intervals close the session.
     pub heartbeat_ms: u64,
     /// Largest accepted message; bigger ones close with 1009.
@@ -135,6 +142,8 @@ impl Default for GatewayConfig {
             max_unauthenticated_per_address: 256,
             submits_per_user_per_sec: 50,
             submit_burst_per_user: 200,
+            max_active_jobs_per_user: 1_000,
+            max_created_bytes_per_user: 64 * 1024 * 1024,
             heartbeat_ms: 25_000,
             max_message_bytes: 16 * 1024 * 1024,
             max_bad_frames: 16,
@@ -232,6 +241,14 @@ impl AuthConfig {
 }
 
 impl GatewayConfig {
+    /// The per-user quotas the store checks when it records a job.
+    pub fn user_quota(&self) -> sluice_store::jobs::UserQuota {
+        sluice_store::jobs::UserQuota {
+            max_active: i64::try_from(self.max_active_jobs_per_user).unwrap_or(i64::MAX),
+            max_created_bytes: i64::try_from(self.max_created_bytes_per_user).unwrap_or(i64::MAX),
+        }
+    }
+
     /// Checks the section; the error names the bad setting and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let at_least = |setting: &'static str, value: u64, min: u64| {
@@ -253,6 +270,26 @@ impl GatewayConfig {
             self.max_unauthenticated as u64,
             1,
         )?;
+        at_least(
+            "gateway.max_active_jobs_per_user",
+            self.max_active_jobs_per_user,
+            1,
+        )?;
+        // Stored as bigint comparisons in SQL.
+        for (setting, value) in [
+            (
+                "gateway.max_active_jobs_per_user",
+                self.max_active_jobs_per_user,
+            ),
+            (
+                "gateway.max_created_bytes_per_user",
+                self.max_created_bytes_per_user,
+            ),
+        ] {
+            if value > i64::MAX as u64 {
+                return Err((setting, format!("must be at most {}", i64::MAX)));
+            }
+        }
         at_least(
             "gateway.max_unauthenticated_per_address",
             self.max_unauthenticated_per_address as u64,

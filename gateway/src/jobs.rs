@@ -6,8 +6,9 @@ use crate::metrics as m;
 use serde_json::value::RawValue;
 use sluice_broker::PublishError;
 use sluice_proto::{JobEnvelope, JobKind};
-use sluice_store::JobStatus;
-use sluice_store::jobs::{self as lifecycle, CancelOutcome, RunCheck};
+use sluice_store::jobs::{self as lifecycle, Admission, CancelOutcome, RunCheck};
+use sluice_store::outbox;
+use sluice_store::{JobStatus, StoredEvent};
 use uuid::Uuid;
 
 use crate::state::AppState;
@@ -27,6 +28,28 @@ pub enum CommandError {
     /// The broker did not confirm the message.
     #[error("broker unavailable: {0}")]
     Broker(#[from] PublishError),
+    /// A per-user quota refused the job (nothing was recorded).
+    #[error("{}", quota_message(*.0))]
+    OverQuota(Admission),
+}
+
+/// How long a client refused by a quota is told to wait: an active job
+/// usually ends within seconds; stored `created` jobs go only when the user
+/// runs or deletes them.
+pub fn quota_retry_after_ms(refusal: Admission) -> u64 {
+    match refusal {
+        Admission::TooMuchStored => 60_000,
+        _ => 1_000,
+    }
+}
+
+fn quota_message(refusal: Admission) -> &'static str {
+    match refusal {
+        Admission::TooMuchStored => {
+            "too much stored in jobs not yet run (gateway.max_created_bytes_per_user); run or delete some"
+        }
+        _ => "too many jobs queued or running (gateway.max_active_jobs_per_user)",
+    }
 }
 
 impl From<tokio_postgres::Error> for CommandError {
@@ -50,7 +73,8 @@ impl From<deadpool_postgres::PoolError> for CommandError {
 /// claimed it) and the client is told `unavailable`: a withdrawn job can
 /// never run, because a runner skips a message without a queued row. If
 /// the withdrawal itself fails, the outbox entry stands and the relay will
-/// publish it, so the submission is accepted. See docs/architecture.md.
+/// publish it, so the submission is accepted. No pooled connection is held
+/// while the broker is waited on. See docs/architecture.md.
 pub async fn submit(
     state: &AppState,
     job_id: Uuid,
@@ -61,12 +85,23 @@ pub async fn submit(
     metrics::counter!(m::JOBS_SUBMITTED).increment(1);
     let outcome = async {
         let body = envelope(job_id, user, kind, args)?;
-        let client = state.pool.get().await?;
-        lifecycle::record_queued(&**client, job_id, user, kind, &body).await?;
-        let Err(refused) = state.outbox.publish_job(&**client, job_id, &body).await else {
+        {
+            let client = state.pool.get().await?;
+            let quota = state.config.gateway.user_quota();
+            match lifecycle::record_queued(&**client, job_id, user, kind, &body, quota).await? {
+                Admission::Recorded => {}
+                refused => return Err(CommandError::OverQuota(refused)),
+            }
+        }
+        let Err(refused) = state.outbox.send_job(&body).await else {
+            take_out_of_outbox(state, job_id).await;
             return Ok(());
         };
-        match lifecycle::withdraw(&**client, job_id).await {
+        let withdrawn = async {
+            let client = state.pool.get().await?;
+            Ok::<_, CommandError>(lifecycle::withdraw(&**client, job_id).await?)
+        };
+        match withdrawn.await {
             Ok(true) => Err(CommandError::Broker(refused)),
             Ok(false) => {
                 tracing::info!(%job_id, error = %refused, "no confirm, but a runner already has the job");
@@ -82,9 +117,40 @@ pub async fn submit(
     .await;
     match &outcome {
         Ok(()) => metrics::counter!(m::JOBS_ACCEPTED).increment(1),
+        Err(CommandError::OverQuota(_)) => count_rejected("rate_limited"),
         Err(_) => count_rejected("unavailable"),
     }
     outcome
+}
+
+/// Takes a job the broker confirmed out of the job outbox, on a connection
+/// of its own. If that fails the relay may publish the job again, and the
+/// runner's claim skips the second copy.
+async fn take_out_of_outbox(state: &AppState, job_id: Uuid) {
+    let taken = async {
+        let client = state.pool.get().await?;
+        Ok::<_, CommandError>(outbox::mark_job_published(&**client, job_id).await?)
+    };
+    if let Err(e) = taken.await {
+        tracing::warn!(%job_id, error = %e, "could not take a published job out of the outbox");
+    }
+}
+
+/// Publishes an event the gateway committed and takes it out of the
+/// outbox, on a connection of its own; on failure the relay sends it later.
+async fn publish_committed(state: &AppState, event: &StoredEvent) {
+    if let Err(e) = state.outbox.send_event(event).await {
+        tracing::warn!(seq = event.seq, error = %e, "event publish failed; the relay will retry");
+        return;
+    }
+    let marked = async {
+        let client = state.pool.get().await?;
+        Ok::<_, CommandError>(outbox::mark_published(&**client, &event.user, event.seq).await?)
+    };
+    if let Err(e) = marked.await {
+        // Sessions drop the relay's duplicate by seq.
+        tracing::warn!(seq = event.seq, error = %e, "could not mark event published");
+    }
 }
 
 /// Counts a refused submission under `reason` (an error code).
@@ -101,30 +167,47 @@ pub async fn create(
     args: &RawValue,
 ) -> Result<(), CommandError> {
     let client = state.pool.get().await?;
-    lifecycle::record_created(&**client, job_id, user, kind, args.get()).await?;
-    Ok(())
+    let quota = state.config.gateway.user_quota();
+    match lifecycle::record_created(&**client, job_id, user, kind, args.get(), quota).await? {
+        Admission::Recorded => Ok(()),
+        refused => Err(CommandError::OverQuota(refused)),
+    }
 }
 
 /// Queues a `created` job of the user (with its outbox entry, in one
 /// transaction) and publishes it; `Ok` once it is sure to run. An
 /// unconfirmed publish puts it back to `created`, as [`submit`] withdraws.
+/// The row lock and the connection are let go before the broker is waited
+/// on.
 pub async fn run_created(state: &AppState, user: &str, job_id: Uuid) -> Result<(), CommandError> {
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    let (kind, args) = match lifecycle::check_run(&*tx, user, job_id).await? {
-        RunCheck::NotFound => return Err(CommandError::NotFound),
-        RunCheck::Conflict(status) => return Err(CommandError::Conflict(status)),
-        RunCheck::Ready { kind, args } => (kind, args),
+    let body = {
+        let mut client = state.pool.get().await?;
+        let tx = client.transaction().await?;
+        let (kind, args) = match lifecycle::check_run(&*tx, user, job_id).await? {
+            RunCheck::NotFound => return Err(CommandError::NotFound),
+            RunCheck::Conflict(status) => return Err(CommandError::Conflict(status)),
+            RunCheck::Ready { kind, args } => (kind, args),
+        };
+        let args = RawValue::from_string(args)
+            .map_err(|e| CommandError::Database(format!("stored args do not parse: {e}")))?;
+        let body = envelope(job_id, user, kind, &args)?;
+        let quota = state.config.gateway.user_quota();
+        match lifecycle::queue_created(&*tx, job_id, user, &body, quota).await? {
+            Admission::Recorded => {}
+            refused => return Err(CommandError::OverQuota(refused)),
+        }
+        tx.commit().await?;
+        body
     };
-    let args = RawValue::from_string(args)
-        .map_err(|e| CommandError::Database(format!("stored args do not parse: {e}")))?;
-    let body = envelope(job_id, user, kind, &args)?;
-    lifecycle::queue_created(&*tx, job_id, &body).await?;
-    tx.commit().await?;
-    let Err(refused) = state.outbox.publish_job(&**client, job_id, &body).await else {
+    let Err(refused) = state.outbox.send_job(&body).await else {
+        take_out_of_outbox(state, job_id).await;
         return Ok(());
     };
-    match lifecycle::unqueue(&**client, job_id).await {
+    let unqueued = async {
+        let client = state.pool.get().await?;
+        Ok::<_, CommandError>(lifecycle::unqueue(&**client, job_id).await?)
+    };
+    match unqueued.await {
         Ok(true) => Err(CommandError::Broker(refused)),
         Ok(false) => Ok(()),
         Err(e) => {
@@ -154,22 +237,25 @@ pub async fn cancel(
     job_id: Uuid,
     hide: bool,
 ) -> Result<Cancelled, CommandError> {
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    let outcome = lifecycle::request_cancel(&*tx, user, job_id).await?;
-    if matches!(outcome, CancelOutcome::NotFound) {
-        return Err(CommandError::NotFound);
-    }
-    if hide {
-        lifecycle::hide(&*tx, user, job_id).await?;
-    }
-    tx.commit().await?;
+    let outcome = {
+        let mut client = state.pool.get().await?;
+        let tx = client.transaction().await?;
+        let outcome = lifecycle::request_cancel(&*tx, user, job_id).await?;
+        if matches!(outcome, CancelOutcome::NotFound) {
+            return Err(CommandError::NotFound);
+        }
+        if hide {
+            lifecycle::hide(&*tx, user, job_id).await?;
+        }
+        tx.commit().await?;
+        outcome
+    };
+    // The connection is back in the pool before the broker is waited on.
     Ok(match outcome {
         CancelOutcome::NotFound => return Err(CommandError::NotFound),
         CancelOutcome::AlreadyEnded(status) => Cancelled::AlreadyEnded(status),
         CancelOutcome::Cancelled(event) => {
-            // If this publish fails the outbox relay sends the event later.
-            state.outbox.publish_stored(&**client, &event).await;
+            publish_committed(state, &event).await;
             Cancelled::Now
         }
         CancelOutcome::Requested => {

@@ -56,6 +56,9 @@ pub struct RunnerConfig {
     pub kind_timeouts_ms: BTreeMap<String, u64>,
     /// How long stored events are kept for resume.
     pub event_retention_hours: u64,
+    /// How long an ended job (`done`, `failed`, `cancelled`) is kept for
+    /// reads and listings after it ended; then it is deleted.
+    pub job_retention_hours: u64,
     /// On SIGTERM, how long jobs in hand may run on before they are handed
     /// back to the queue (rolled back, requeued) for another runner.
     pub shutdown_grace_ms: u64,
@@ -79,6 +82,7 @@ impl Default for RunnerConfig {
             default_timeout_ms: 300_000,
             kind_timeouts_ms: BTreeMap::new(),
             event_retention_hours: 24,
+            job_retention_hours: 168,
             shutdown_grace_ms: 30_000,
             metrics_listen: "127.0.0.1:9101".into(),
             cancel_poll_ms: 1_000,
@@ -121,6 +125,7 @@ impl RunnerConfig {
         positive("runner.max_attempts", u64::from(self.max_attempts))?;
         positive("runner.default_timeout_ms", self.default_timeout_ms)?;
         positive("runner.event_retention_hours", self.event_retention_hours)?;
+        positive("runner.job_retention_hours", self.job_retention_hours)?;
         positive("runner.relay_interval_ms", self.relay_interval_ms)?;
         // The longest tier waits 2^7 times this in a RabbitMQ TTL, whose
         // ceiling is about 49 days; an hour keeps every tier well inside it.
@@ -143,11 +148,13 @@ impl RunnerConfig {
             }
         }
         // Ten years: beyond it the seconds overflow nothing, but it is a typo.
-        if self.event_retention_hours > 87_600 {
-            return Err((
-                "runner.event_retention_hours",
-                "must be at most 87600".into(),
-            ));
+        for (setting, hours) in [
+            ("runner.event_retention_hours", self.event_retention_hours),
+            ("runner.job_retention_hours", self.job_retention_hours),
+        ] {
+            if hours > 87_600 {
+                return Err((setting, "must be at most 87600".into()));
+            }
         }
         for (kind, ms) in &self.kind_timeouts_ms {
             if sluice_proto::JobKind::parse(kind).is_none() {

@@ -145,7 +145,10 @@ pub async fn run_with(
     sluice_store::migrate(&pool, &config.database.schema).await?;
     let retention = tokio::spawn(retention::run(
         pool.clone(),
-        Duration::from_secs(config.runner.event_retention_hours * 3600),
+        retention::Retention {
+            events: Duration::from_secs(config.runner.event_retention_hours * 3600),
+            jobs: Duration::from_secs(config.runner.job_retention_hours * 3600),
+        },
         shutdown.clone(),
     ));
 

@@ -1,5 +1,6 @@
-//! Pruning stored events past the retention, which is how far back a
-//! client can resume. Every runner prunes; the deletes are idempotent.
+//! Pruning stored events past their retention (how far back a client can
+//! resume) and ended jobs past theirs. Every runner prunes; the deletes are
+//! idempotent.
 
 use std::time::Duration;
 
@@ -10,13 +11,27 @@ use tokio_util::sync::CancellationToken;
 /// How often old events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// How long events and ended jobs are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Stored events, for resume.
+    pub events: Duration,
+    /// Ended jobs, for reads and listings.
+    pub jobs: Duration,
+}
+
 /// Prunes at start and every minute until `shutdown`.
-pub async fn run(pool: Pool, retention: Duration, shutdown: CancellationToken) {
+pub async fn run(pool: Pool, keep: Retention, shutdown: CancellationToken) {
     loop {
-        match prune(&pool, retention).await {
+        match prune(&pool, keep.events).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "pruned events past retention"),
             Err(e) => tracing::warn!(error = %e, "event pruning failed"),
+        }
+        match prune_jobs(&pool, keep.jobs).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "pruned ended jobs past retention"),
+            Err(e) => tracing::warn!(error = %e, "job pruning failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
@@ -28,4 +43,9 @@ pub async fn run(pool: Pool, retention: Duration, shutdown: CancellationToken) {
 async fn prune(pool: &Pool, keep: Duration) -> Result<u64, sluice_store::StoreError> {
     let client = pool.get().await?;
     Ok(retention::prune(&**client, keep).await?)
+}
+
+async fn prune_jobs(pool: &Pool, keep: Duration) -> Result<u64, sluice_store::StoreError> {
+    let client = pool.get().await?;
+    Ok(retention::prune_jobs(&**client, keep).await?)
 }

@@ -49,15 +49,7 @@ impl Publisher {
         job_id: Uuid,
         body: &[u8],
     ) -> Result<(), PublishError> {
-        self.channel
-            .publish(
-                "",
-                &self.jobs_queue,
-                body,
-                Durability::Persistent,
-                self.timeout,
-            )
-            .await?;
+        self.send_job(body).await?;
         if let Err(e) = outbox::mark_job_published(client, job_id).await {
             tracing::warn!(%job_id, error = %e, "could not take a published job out of the outbox");
         }
@@ -68,17 +60,7 @@ impl Publisher {
     /// caller's connection. On failure the event stays in the outbox and the
     /// relay publishes it later; returns whether it went out now.
     pub async fn publish_stored<C: GenericClient>(&self, client: &C, event: &StoredEvent) -> bool {
-        let sent = self
-            .channel
-            .publish(
-                &self.exchange,
-                &event.user,
-                event.frame.as_bytes(),
-                Durability::Transient,
-                self.timeout,
-            )
-            .await;
-        if let Err(e) = sent {
+        if let Err(e) = self.send_event(event).await {
             tracing::warn!(seq = event.seq, error = %e, "event publish failed; the relay will retry");
             return false;
         }
@@ -88,6 +70,36 @@ impl Publisher {
             tracing::warn!(seq = event.seq, error = %e, "could not mark event published");
         }
         true
+    }
+
+    /// Publishes a recorded job's body and waits for the confirm, without
+    /// touching the outbox: for a caller that must not hold a database
+    /// connection across the wait, and takes the entry out afterwards with
+    /// [`outbox::mark_job_published`].
+    pub async fn send_job(&self, body: &[u8]) -> Result<(), PublishError> {
+        self.channel
+            .publish(
+                "",
+                &self.jobs_queue,
+                body,
+                Durability::Persistent,
+                self.timeout,
+            )
+            .await
+    }
+
+    /// Publishes a committed event and waits for the confirm, without
+    /// touching the outbox (see [`Publisher::send_job`]).
+    pub async fn send_event(&self, event: &StoredEvent) -> Result<(), PublishError> {
+        self.channel
+            .publish(
+                &self.exchange,
+                &event.user,
+                event.frame.as_bytes(),
+                Durability::Transient,
+                self.timeout,
+            )
+            .await
     }
 
     /// Sends an advisory `progress` event (not stored, `seq` 0). Best effort.

@@ -418,56 +418,100 @@ fn status_of(row: &tokio_postgres::Row, idx: usize) -> JobStatus {
     JobStatus::parse(row.get::<_, &str>(idx)).unwrap_or(JobStatus::Failed)
 }
 
-/// Records a submitted job as `queued` together with its outbox entry
-/// (`body`, the encoded envelope), in one statement and so one transaction,
-/// before its message is published. From this commit on the job cannot be
-/// lost: if the publisher dies, the relay publishes the entry.
+/// What the user may have stored at once, checked by the statement that
+/// records a job, so that one user cannot fill every runner slot or the
+/// database. Under concurrent submissions of one user the counts can be
+/// passed by the submissions under way (bounded by the submission rate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserQuota {
+    /// Jobs `queued` or `running` at once.
+    pub max_active: i64,
+    /// Bytes of args kept by `created` jobs (as stored, `pg_column_size`).
+    pub max_created_bytes: i64,
+}
+
+/// Whether a job was recorded, or which quota refused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Recorded.
+    Recorded,
+    /// The user has [`UserQuota::max_active`] jobs queued or running.
+    TooManyActive,
+    /// The user's `created` jobs keep [`UserQuota::max_created_bytes`].
+    TooMuchStored,
+}
+
+/// Records a submitted job as `queued` with its outbox entry (the message
+/// `body`), in one statement, unless the user already has
+/// `quota.max_active` jobs queued or running.
 pub async fn record_queued<C: GenericClient>(
     client: &C,
     job_id: uuid::Uuid,
     user: &str,
     kind: sluice_proto::JobKind,
     body: &[u8],
-) -> Result<(), tokio_postgres::Error> {
-    // Typed: one round trip on every submit, no separate prepare.
-    client
+    quota: UserQuota,
+) -> Result<Admission, tokio_postgres::Error> {
+    // Typed: one round trip on every submit, no separate prepare. The count
+    // is served by the partial index jobs_user_active.
+    let recorded = client
         .execute_typed(
             "WITH job AS (
-                 INSERT INTO jobs (id, user_id, kind, status) VALUES ($1, $2, $3, 'queued')
+                 INSERT INTO jobs (id, user_id, kind, status)
+                 SELECT $1, $2, $3, 'queued'
+                 WHERE (SELECT count(*) FROM jobs
+                        WHERE user_id = $2 AND status IN ('queued', 'running')) < $5
+                 RETURNING id
              )
-             INSERT INTO job_outbox (job_id, body) VALUES ($1, $4)",
+             INSERT INTO job_outbox (job_id, body) SELECT id, $4 FROM job",
             &[
                 (&job_id, Type::UUID),
                 (&user, Type::TEXT),
                 (&kind.as_str(), Type::TEXT),
                 (&body, Type::BYTEA),
+                (&quota.max_active, Type::INT8),
             ],
         )
         .await?;
-    Ok(())
+    Ok(if recorded == 1 {
+        Admission::Recorded
+    } else {
+        Admission::TooManyActive
+    })
 }
 
-/// Records a job to be run later (`created`), keeping its args.
+/// Records a job to be run later (`created`), keeping its args, unless the
+/// user's `created` jobs would then keep more than
+/// `quota.max_created_bytes` of args.
 pub async fn record_created<C: GenericClient>(
     client: &C,
     job_id: uuid::Uuid,
     user: &str,
     kind: sluice_proto::JobKind,
     args: &str,
-) -> Result<(), tokio_postgres::Error> {
-    client
+    quota: UserQuota,
+) -> Result<Admission, tokio_postgres::Error> {
+    // Served by the partial index jobs_user_created.
+    let recorded = client
         .execute_typed(
             "INSERT INTO jobs (id, user_id, kind, status, args)
-             VALUES ($1, $2, $3, 'created', $4::text::jsonb)",
+             SELECT $1, $2, $3, 'created', $4::text::jsonb
+             WHERE (SELECT coalesce(sum(pg_column_size(args)), 0) FROM jobs
+                    WHERE user_id = $2 AND status = 'created') + octet_length($4) <= $5",
             &[
                 (&job_id, Type::UUID),
                 (&user, Type::TEXT),
                 (&kind.as_str(), Type::TEXT),
                 (&args, Type::TEXT),
+                (&quota.max_created_bytes, Type::INT8),
             ],
         )
         .await?;
-    Ok(())
+    Ok(if recorded == 1 {
+        Admission::Recorded
+    } else {
+        Admission::TooMuchStored
+    })
 }
 
 /// Withdraws a submission the broker did not confirm: deletes the job row
@@ -626,22 +670,39 @@ pub async fn check_run<C: GenericClient>(
     }
 }
 
-/// Queues a locked `created` job (see [`check_run`]) and writes its outbox
-/// entry, in the caller's transaction.
+/// Queues a `created` job (its row, locked by [`check_run`], and its
+/// outbox entry), unless the user already has `quota.max_active` jobs
+/// queued or running.
 pub async fn queue_created<C: GenericClient>(
     tx: &C,
     job_id: uuid::Uuid,
+    user: &str,
     body: &[u8],
-) -> Result<(), tokio_postgres::Error> {
-    tx.execute_typed(
-        "WITH job AS (
-             UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1
-         )
-         INSERT INTO job_outbox (job_id, body) VALUES ($1, $2)",
-        &[(&job_id, Type::UUID), (&body, Type::BYTEA)],
-    )
-    .await?;
-    Ok(())
+    quota: UserQuota,
+) -> Result<Admission, tokio_postgres::Error> {
+    let queued = tx
+        .execute_typed(
+            "WITH job AS (
+                 UPDATE jobs SET status = 'queued', updated_at = now()
+                 WHERE id = $1
+                   AND (SELECT count(*) FROM jobs
+                        WHERE user_id = $3 AND status IN ('queued', 'running')) < $4
+                 RETURNING id
+             )
+             INSERT INTO job_outbox (job_id, body) SELECT id, $2 FROM job",
+            &[
+                (&job_id, Type::UUID),
+                (&body, Type::BYTEA),
+                (&user, Type::TEXT),
+                (&quota.max_active, Type::INT8),
+            ],
+        )
+        .await?;
+    Ok(if queued == 1 {
+        Admission::Recorded
+    } else {
+        Admission::TooManyActive
+    })
 }
 
 /// Puts a queued job the broker did not confirm back to `created` (and

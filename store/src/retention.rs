@@ -1,4 +1,5 @@
-//! Retention: how far back a client can resume.
+//! Retention: how far back a client can resume, and how long an ended
+//! job stays readable.
 //!
 //! An event's `created_at` is its transaction's start, so a long
 //! transaction can commit an old-looking event above younger ones. Pruning
@@ -29,4 +30,38 @@ pub async fn prune<C: GenericClient>(
             &[(&retention.as_secs_f64(), Type::FLOAT8)],
         )
         .await
+}
+
+/// Ended jobs deleted per statement by [`prune_jobs`], so that no one
+/// statement holds many row locks or runs long.
+pub const JOB_PRUNE_BATCH: i64 = 5_000;
+
+/// Deletes jobs that ended (`done`, `failed`, `cancelled`) longer than
+/// `retention` ago, in batches of [`JOB_PRUNE_BATCH`]; returns how many.
+/// Their events stay until the event retention takes them.
+pub async fn prune_jobs<C: GenericClient>(
+    client: &C,
+    retention: Duration,
+) -> Result<u64, tokio_postgres::Error> {
+    let mut pruned = 0;
+    loop {
+        // Served by the partial index jobs_ended.
+        let deleted = client
+            .execute_typed(
+                "DELETE FROM jobs WHERE id IN (
+                     SELECT id FROM jobs
+                     WHERE status IN ('done', 'failed', 'cancelled')
+                       AND updated_at < now() - make_interval(secs => $1)
+                     LIMIT $2)",
+                &[
+                    (&retention.as_secs_f64(), Type::FLOAT8),
+                    (&JOB_PRUNE_BATCH, Type::INT8),
+                ],
+            )
+            .await?;
+        pruned += deleted;
+        if deleted < JOB_PRUNE_BATCH as u64 {
+            return Ok(pruned);
+        }
+    }
 }

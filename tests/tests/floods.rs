@@ -361,3 +361,117 @@ async fn submissions_past_a_users_quota_are_answered_rate_limited() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     client.submit("again", "sleep", json!({ "ms": 1 })).await;
 }
+
+/// Per-user quotas counted in the database: jobs queued or running at once
+/// (`gateway.max_active_jobs_per_user`) over WebSocket and HTTP, including
+/// running a created job, and bytes kept by jobs not yet run
+/// (`gateway.max_created_bytes_per_user`). Refusals are `rate_limited`
+/// with a wait and record nothing; room comes back as jobs end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_jobs_and_stored_args_per_user_are_bounded() {
+    let system = System::start(
+        SystemOptions::default()
+            .gateway("SLUICE_GATEWAY__MAX_ACTIVE_JOBS_PER_USER", 2)
+            .gateway("SLUICE_GATEWAY__MAX_CREATED_BYTES_PER_USER", 1_000),
+    )
+    .await;
+    let user = unique_user("active");
+    let http = reqwest::Client::new();
+    let bearer = format!("Bearer {}", token(&user));
+    let (mut client, _) = Client::hello(&system.ws_url(), &token(&user)).await;
+    let first = client.submit("a", "sleep", json!({ "ms": 1500 })).await;
+    client.submit("b", "sleep", json!({ "ms": 1500 })).await;
+    client
+        .send(json!({ "type": "submit", "ref": "c", "job": { "kind": "sleep", "args": { "ms": 1 } } }))
+        .await;
+    loop {
+        match client.next_frame().await {
+            sluice_proto::ServerFrame::Error {
+                reference,
+                code,
+                retry_after_ms,
+                message,
+            } => {
+                assert_eq!(reference.as_deref(), Some("c"));
+                assert_eq!(code, sluice_proto::ErrorCode::RateLimited, "{message}");
+                assert_eq!(retry_after_ms, Some(1000), "{message}");
+                assert!(message.contains("max_active_jobs_per_user"), "{message}");
+                break;
+            }
+            sluice_proto::ServerFrame::Event(_) => {}
+            other => panic!("expected rate_limited, got {other:?}"),
+        }
+    }
+    let over = http
+        .post(system.http_url("/v1/jobs"))
+        .header("authorization", &bearer)
+        .json(&json!({ "kind": "sleep", "args": { "ms": 1 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), 429);
+    assert_eq!(over.headers().get("retry-after").unwrap(), "1");
+
+    // A created job keeps its args; creating is not running, so the active
+    // quota allows it, but running it now does not.
+    let created = http
+        .post(system.http_url("/v1/jobs"))
+        .header("authorization", &bearer)
+        .json(
+            &json!({ "kind": "sleep", "args": { "ms": 1, "pad": "x".repeat(500) }, "run": false }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let run_url = system.http_url(&format!("/v1/jobs/{}/run", created["id"].as_str().unwrap()));
+    let refused = http
+        .post(&run_url)
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    // The second 500-byte created job would pass the 1,000 stored bytes.
+    let too_much = http
+        .post(system.http_url("/v1/jobs"))
+        .header("authorization", &bearer)
+        .json(
+            &json!({ "kind": "sleep", "args": { "ms": 1, "pad": "y".repeat(500) }, "run": false }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_much.status(), 429);
+    let body: Value = too_much.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert_eq!(body["error"]["retry_after_ms"], 60_000, "{body}");
+    let stored: i64 = sluice_tests::system::db()
+        .await
+        .query_one("SELECT count(*) FROM jobs WHERE user_id = $1", &[&user])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored, 3,
+        "two active and one created; refusals record nothing"
+    );
+
+    // When the first job ends there is room again.
+    client.events_until_terminal(first).await;
+    eventually(
+        Duration::from_secs(10),
+        "room for the created job",
+        || async {
+            let response = http
+                .post(&run_url)
+                .header("authorization", &bearer)
+                .send()
+                .await
+                .ok()?;
+            (response.status() == 202).then_some(())
+        },
+    )
+    .await;
+}

@@ -168,7 +168,8 @@ async fn an_earlier_deployments_tables_move_into_sluices_schema_with_their_rows(
             "retries",
             "status_check",
             "job_outbox",
-            "relay_failures"
+            "relay_failures",
+            "user_quotas_and_job_retention"
         ]
     );
     let row = app

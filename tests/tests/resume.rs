@@ -151,3 +151,68 @@ async fn resume_replays_10000_events_in_order_and_refuses_pruned_history() {
         "ahead of the server"
     );
 }
+
+/// Resumers that stop reading mid-replay must not hold the gateway's few
+/// database connections: with a pool of 4 and 8 such clients, a new hello
+/// and an HTTP request are still answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_resumers_do_not_hold_the_pool_from_a_new_hello_or_http_request() {
+    let system = System::start(
+        SystemOptions::default()
+            .gateway("SLUICE_DATABASE__POOL_SIZE", 4)
+            .gateway("SLUICE_DATABASE__POOL_WAIT_MS", 2_000)
+            .gateway("SLUICE_GATEWAY__SOCKET_SEND_BUFFER_BYTES", 4_096)
+            .gateway("SLUICE_GATEWAY__WRITE_TIMEOUT_MS", 60_000),
+    )
+    .await;
+    let user = unique_user("slow-resumer");
+    // 2,000 events of 4 KiB: 8 MiB per replay, far more than the socket
+    // buffers hold, so every replay stalls on a client that does not read.
+    let conn = db().await;
+    conn.execute(
+        "INSERT INTO events (user_id, seq, job_id, status, frame, published)
+         SELECT $1, s, '00000000-0000-0000-0000-000000000001', 'done',
+                '{\"type\":\"event\",\"seq\":' || s || ',\"job_id\":\"00000000-0000-0000-0000-000000000001\",\"status\":\"done\",\"result\":{\"pad\":\"' || repeat('x', 4096) || '\"}}', true
+         FROM generate_series(1, 2000) AS s",
+        &[&user],
+    )
+    .await
+    .unwrap();
+    conn.execute(
+        "INSERT INTO user_seq (user_id, last_seq) VALUES ($1, 2000)",
+        &[&user],
+    )
+    .await
+    .unwrap();
+
+    // Each reads its welcome and the first event, then stops reading.
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let (mut client, _) = Client::connect_and_resume(&system.ws_url(), &token(&user), 0).await;
+        match client.next_frame().await {
+            ServerFrame::Event(e) => assert_eq!(e.seq, 1),
+            other => panic!("{other:?}"),
+        }
+        stalled.push(client);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let started = Instant::now();
+    let (mut fresh, _) = Client::hello(&system.ws_url(), &token(&unique_user("fresh"))).await;
+    let hello_took = started.elapsed();
+    fresh.ping(1).await;
+    let started = Instant::now();
+    let listed = reqwest::Client::new()
+        .get(system.http_url("/v1/jobs"))
+        .bearer_auth(token(&user))
+        .send()
+        .await
+        .unwrap();
+    let list_took = started.elapsed();
+    assert_eq!(listed.status(), 200);
+    assert!(
+        hello_took < Duration::from_secs(1) && list_took < Duration::from_secs(1),
+        "hello took {hello_took:?}, the listing {list_took:?}, with 8 stalled resumers"
+    );
+    drop(stalled);
+}

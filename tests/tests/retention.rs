@@ -122,3 +122,56 @@ async fn an_old_event_in_the_middle_prunes_the_prefix_and_resume_says_so() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_jobs_past_their_retention_are_deleted_and_others_kept() {
+    let user = unique_user("job-retention");
+    let conn = db().await;
+    // (status, hours since its last change): only the old ended ones go.
+    let jobs = [
+        ("done", 3),
+        ("failed", 3),
+        ("cancelled", 3),
+        ("done", 0),
+        ("running", 3),
+        ("created", 3),
+    ];
+    let mut ids = Vec::new();
+    for (status, hours) in jobs {
+        let id = uuid::Uuid::now_v7();
+        conn.execute(
+            "INSERT INTO jobs (id, user_id, kind, status, updated_at)
+             VALUES ($1, $2, 'sleep', $3, now() - make_interval(hours => $4))",
+            &[&id, &user, &status, &hours],
+        )
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    let _system =
+        System::start(SystemOptions::default().runner("SLUICE_RUNNER__JOB_RETENTION_HOURS", 1))
+            .await;
+    let kept: Vec<uuid::Uuid> = eventually(
+        Duration::from_secs(10),
+        "old ended jobs to be pruned",
+        || async {
+            let kept: Vec<uuid::Uuid> = conn
+                .query(
+                    "SELECT id FROM jobs WHERE user_id = $1 ORDER BY id",
+                    &[&user],
+                )
+                .await
+                .ok()?
+                .into_iter()
+                .map(|r| r.get(0))
+                .collect();
+            (kept.len() < jobs.len()).then_some(kept)
+        },
+    )
+    .await;
+    assert_eq!(
+        kept,
+        ids[3..],
+        "the recent job and the unfinished ones stay"
+    );
+}

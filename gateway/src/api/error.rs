@@ -47,6 +47,10 @@ pub enum ApiError {
     /// 429: over the user's submission rate; retry after this many ms.
     #[error("too many submissions; retry in {0} ms")]
     RateLimited(u64),
+    /// 429: over a per-user quota of jobs or stored args; the message says
+    /// which, and when to retry.
+    #[error("{0}")]
+    OverQuota(String, u64),
 }
 
 /// The JSON error body.
@@ -83,7 +87,19 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, ErrorCode::NoRoute),
-            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            ApiError::RateLimited(_) | ApiError::OverQuota(..) => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// With 429: how long the client should wait, in ms.
+    fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited(ms) | ApiError::OverQuota(_, ms) => Some(*ms),
+            _ => None,
         }
     }
 }
@@ -93,6 +109,9 @@ impl From<CommandError> for ApiError {
         match e {
             CommandError::NotFound => ApiError::NotFound,
             CommandError::Conflict(status) => ApiError::Conflict(status.to_string()),
+            CommandError::OverQuota(refusal) => {
+                ApiError::OverQuota(e.to_string(), crate::jobs::quota_retry_after_ms(refusal))
+            }
             other => ApiError::Unavailable(other.to_string()),
         }
     }
@@ -121,14 +140,11 @@ impl IntoResponse for ApiError {
                 code: code.as_str().to_owned(),
                 // Can quote the request (a bad body, bad args).
                 message: sluice_proto::bounded_message(self.to_string()),
-                retry_after_ms: match self {
-                    ApiError::RateLimited(ms) => Some(ms),
-                    _ => None,
-                },
+                retry_after_ms: self.retry_after_ms(),
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::RateLimited(ms) = self {
+        if let Some(ms) = self.retry_after_ms() {
             // Whole seconds, rounded up (RFC 9110 has no finer unit).
             let secs = ms.div_ceil(1000).max(1);
             response.headers_mut().insert(

@@ -28,8 +28,9 @@ use crate::state::{AppState, PerFrameMetrics};
 /// on resume, gap reads and the catch-up after a broker reconnect. A
 /// seam so the session's reads can be served from memory in unit tests.
 pub trait EventLog: Send + Sync + 'static {
-    /// One connection to the log, held for a run of reads (the welcome
-    /// reads its seqs and the whole replay on one).
+    /// One connection to the log, held for a run of reads and given back
+    /// before anything is written to the client (the welcome reads its seqs
+    /// on one, then each replay page on one of its own).
     type Reader: EventReader;
 
     /// A connection to read on; the error says why none could be had.

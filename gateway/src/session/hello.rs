@@ -75,20 +75,26 @@ where
                 "database unavailable, try again later",
             )
         };
-        let client = self.state.reader().await.map_err(|e| unavailable(&e))?;
         let user = self.user.clone();
-        let last_seq = client.last_seq(&user).await.map_err(|e| unavailable(&e))?;
-        let replay_after = match resume {
-            None => None,
-            Some(Resume { after, .. }) if after == last_seq => Some(after),
-            Some(Resume { after, .. }) if after > last_seq => None,
-            Some(Resume { after, .. }) => {
-                let oldest = client
-                    .oldest_seq(&user)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                oldest.filter(|oldest| *oldest <= after + 1).map(|_| after)
-            }
+        // Each read takes a pooled connection and gives it back before
+        // anything is written to the client: a slow client must not hold
+        // one of the few connections every hello and HTTP request needs.
+        let (last_seq, replay_after) = {
+            let client = self.state.reader().await.map_err(|e| unavailable(&e))?;
+            let last_seq = client.last_seq(&user).await.map_err(|e| unavailable(&e))?;
+            let replay_after = match resume {
+                None => None,
+                Some(Resume { after, .. }) if after == last_seq => Some(after),
+                Some(Resume { after, .. }) if after > last_seq => None,
+                Some(Resume { after, .. }) => {
+                    let oldest = client
+                        .oldest_seq(&user)
+                        .await
+                        .map_err(|e| unavailable(&e))?;
+                    oldest.filter(|oldest| *oldest <= after + 1).map(|_| after)
+                }
+            };
+            (last_seq, replay_after)
         };
         self.send_frame(&ServerFrame::Welcome {
             session: self.id.to_string(),
@@ -100,10 +106,13 @@ where
         .await?;
         if let Some(mut cursor) = replay_after {
             while cursor < last_seq {
-                let page = client
-                    .read_range(&user, cursor, last_seq, REPLAY_PAGE)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
+                let page = {
+                    let client = self.state.reader().await.map_err(|e| unavailable(&e))?;
+                    client
+                        .read_range(&user, cursor, last_seq, REPLAY_PAGE)
+                        .await
+                        .map_err(|e| unavailable(&e))?
+                };
                 let Some(&(newest, _)) = page.last() else {
                     break;
                 };

@@ -448,6 +448,12 @@ where
                 self.inflight -= 1;
                 let frame = match result {
                     Ok(()) => ServerFrame::Accepted { reference, job_id },
+                    Err(CommandError::OverQuota(refusal)) => ServerFrame::Error {
+                        reference: Some(reference),
+                        code: ErrorCode::RateLimited,
+                        message: CommandError::OverQuota(refusal).to_string(),
+                        retry_after_ms: Some(jobs::quota_retry_after_ms(refusal)),
+                    },
                     Err(e) => {
                         tracing::warn!(%job_id, error = %e, "job not queued");
                         ServerFrame::error(
