@@ -240,7 +240,7 @@ pub async fn cancel(
     let outcome = {
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
-        let outcome = lifecycle::request_cancel(&*tx, user, job_id).await?;
+        let outcome = lifecycle::request_cancel(&*tx, user, job_id, hide).await?;
         if matches!(outcome, CancelOutcome::NotFound) {
             return Err(CommandError::NotFound);
         }

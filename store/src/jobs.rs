@@ -580,15 +580,19 @@ pub enum CancelOutcome {
 }
 
 /// Cancels the user's job if it has not ended. Run in a transaction.
+/// A hidden job counts as not found unless `hidden_too` (a repeated
+/// `DELETE`, which must answer as the first did: a proxy may resend it).
 pub async fn request_cancel<C: GenericClient>(
     tx: &C,
     user: &str,
     job_id: uuid::Uuid,
+    hidden_too: bool,
 ) -> Result<CancelOutcome, tokio_postgres::Error> {
     let Some(row) = tx
         .query_opt(
-            "SELECT status FROM jobs WHERE id = $1 AND user_id = $2 AND NOT hidden FOR UPDATE",
-            &[&job_id, &user],
+            "SELECT status FROM jobs WHERE id = $1 AND user_id = $2 AND (NOT hidden OR $3)
+             FOR UPDATE",
+            &[&job_id, &user, &hidden_too],
         )
         .await?
     else {
