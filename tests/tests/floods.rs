@@ -379,8 +379,10 @@ async fn active_jobs_and_stored_args_per_user_are_bounded() {
     let http = reqwest::Client::new();
     let bearer = format!("Bearer {}", token(&user));
     let (mut client, _) = Client::hello(&system.ws_url(), &token(&user)).await;
-    let first = client.submit("a", "sleep", json!({ "ms": 1500 })).await;
-    client.submit("b", "sleep", json!({ "ms": 1500 })).await;
+    // Long enough to outlast every step on a slow machine: the room is made
+    // at the end by cancelling, not by waiting for a job to finish.
+    let first = client.submit("a", "sleep", json!({ "ms": 120_000 })).await;
+    let second = client.submit("b", "sleep", json!({ "ms": 120_000 })).await;
     client
         .send(json!({ "type": "submit", "ref": "c", "job": { "kind": "sleep", "args": { "ms": 1 } } }))
         .await;
@@ -459,6 +461,7 @@ async fn active_jobs_and_stored_args_per_user_are_bounded() {
     );
 
     // When the first job ends there is room again.
+    client.cancel(first).await;
     client.events_until_terminal(first).await;
     eventually(
         Duration::from_secs(10),
@@ -474,4 +477,6 @@ async fn active_jobs_and_stored_args_per_user_are_bounded() {
         },
     )
     .await;
+    client.cancel(second).await;
+    client.events_until_terminal(second).await;
 }

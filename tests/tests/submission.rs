@@ -85,10 +85,25 @@ async fn a_gateway_killed_after_recording_a_job_still_runs_it_exactly_once() {
         matches!(welcome, ServerFrame::Welcome { .. }),
         "{welcome:?}"
     );
+    // The two jobs may run side by side, so their events interleave: read
+    // until both have ended, then check each job's own sequence.
+    let mut events: std::collections::HashMap<_, Vec<_>> =
+        jobs.iter().map(|&job| (job, Vec::new())).collect();
+    while events.values().any(|seen| {
+        !seen
+            .last()
+            .is_some_and(|e: &sluice_proto::EventFrame| e.status.is_terminal())
+    }) {
+        if let ServerFrame::Event(event) = client.next_frame().await {
+            if let Some(seen) = events.get_mut(&event.job_id) {
+                seen.push(event);
+            }
+        }
+    }
     for &job in &jobs {
-        let events = client.events_until_terminal(job).await;
+        let events = &events[&job];
         assert_eq!(
-            Client::statuses(&events),
+            Client::statuses(events),
             [EventStatus::Running, EventStatus::Done],
             "{events:?}"
         );
