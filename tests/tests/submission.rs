@@ -94,10 +94,10 @@ async fn a_gateway_killed_after_recording_a_job_still_runs_it_exactly_once() {
             .last()
             .is_some_and(|e: &sluice_proto::EventFrame| e.status.is_terminal())
     }) {
-        if let ServerFrame::Event(event) = client.next_frame().await {
-            if let Some(seen) = events.get_mut(&event.job_id) {
-                seen.push(event);
-            }
+        if let ServerFrame::Event(event) = client.next_frame().await
+            && let Some(seen) = events.get_mut(&event.job_id)
+        {
+            seen.push(event);
         }
     }
     for &job in &jobs {
