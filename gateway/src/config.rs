@@ -114,6 +114,12 @@ pub struct GatewayConfig {
     pub socket_send_buffer_bytes: usize,
     /// A socket write blocked longer than this closes the session with 1013.
     pub write_timeout_ms: u64,
+    /// Time allowed for a complete HTTP request head (the upgrade request
+    /// included), and for the next one on an idle kept-alive connection;
+    /// past it the connection is closed.
+    pub http_header_timeout_ms: u64,
+    /// Time allowed for a whole HTTP request body to arrive; past it 408.
+    pub http_body_timeout_ms: u64,
     /// How long shutdown waits for sessions to close.
     pub drain_grace_ms: u64,
     /// On shutdown, sessions close with 1012 at random moments spread over
@@ -156,6 +162,8 @@ impl Default for GatewayConfig {
             ws_read_buffer_bytes: 4096,
             socket_send_buffer_bytes: 0,
             write_timeout_ms: 10_000,
+            http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 30_000,
             drain_grace_ms: 10_000,
             drain_spread_ms: 5_000,
             instance_id: None,
@@ -259,6 +267,16 @@ impl GatewayConfig {
             }
         };
         at_least("gateway.heartbeat_ms", self.heartbeat_ms, 100)?;
+        at_least(
+            "gateway.http_header_timeout_ms",
+            self.http_header_timeout_ms,
+            100,
+        )?;
+        at_least(
+            "gateway.http_body_timeout_ms",
+            self.http_body_timeout_ms,
+            100,
+        )?;
         at_least("gateway.max_hello_bytes", self.max_hello_bytes as u64, 256)?;
         at_least(
             "gateway.submit_burst_per_user",
@@ -334,6 +352,11 @@ impl GatewayConfig {
             ("gateway.hello_timeout_ms", self.hello_timeout_ms),
             ("gateway.heartbeat_ms", self.heartbeat_ms),
             ("gateway.write_timeout_ms", self.write_timeout_ms),
+            (
+                "gateway.http_header_timeout_ms",
+                self.http_header_timeout_ms,
+            ),
+            ("gateway.http_body_timeout_ms", self.http_body_timeout_ms),
             ("gateway.drain_grace_ms", self.drain_grace_ms),
         ] {
             if ms > MAX_DURATION_MS {

@@ -12,6 +12,7 @@ pub mod handle;
 pub mod http;
 pub mod jobs;
 pub mod limits;
+pub mod listener;
 pub mod mailbox;
 pub mod metrics;
 pub mod quota;
@@ -20,7 +21,6 @@ pub mod session;
 pub mod state;
 pub mod upgrade;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,26 +154,17 @@ pub async fn serve(
     // The listener stays open while draining, so /readyz can say 503 and
     // new upgrades get a 503 that a proxy retries elsewhere.
     let stop_http = CancellationToken::new();
-    let send_buffer = state.config.gateway.socket_send_buffer_bytes;
-    let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
-        let _ = tcp.set_nodelay(true);
-        if send_buffer > 0
-            && let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer)
-        {
-            tracing::debug!(error = %e, "could not set the socket send buffer");
-        }
-    });
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop_http.clone().cancelled_owned());
-    let mut server = tokio::spawn(server.into_future());
+    let options = listener::ConnectionOptions {
+        header_timeout: Duration::from_millis(state.config.gateway.http_header_timeout_ms),
+        send_buffer_bytes: state.config.gateway.socket_send_buffer_bytes,
+    };
+    let server = listener::serve(listener, app, options, stop_http.clone());
+    let mut server = tokio::spawn(server);
     tokio::select! {
         _ = shutdown.cancelled() => {}
         ended = &mut server => {
             shutdown.cancel();
-            ended??;
+            ended?;
             return Ok(());
         }
     }
@@ -195,7 +186,7 @@ pub async fn serve(
         );
     }
     stop_http.cancel();
-    server.await??;
+    server.await?;
     tracing::info!("drained");
     database_watch.abort();
     events.abort();

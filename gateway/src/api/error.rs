@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 409: the job is not in a state that allows this.
     #[error("job is already {0}")]
     Conflict(String),
+    /// 408: the body did not arrive within `gateway.http_body_timeout_ms`.
+    #[error("request body not received within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// 413: a body over `max_message_bytes`.
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, ErrorCode::BadRequest),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, ErrorCode::NoRoute),
             ApiError::RateLimited(_) | ApiError::OverQuota(..) => {
@@ -150,6 +154,15 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(secs),
+            );
+        }
+        if matches!(self, ApiError::TooLarge(_) | ApiError::BodyTimeout(_)) {
+            // The body was left unread, so the connection cannot carry
+            // another request: say so, or a client reusing it from its pool
+            // sends the next request into a closing socket.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
             );
         }
         response

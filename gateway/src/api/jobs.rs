@@ -3,6 +3,7 @@
 //! their events to the user's WebSocket sessions like any other.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -152,8 +153,10 @@ pub async fn create_job(
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::TooLarge(limit));
     }
-    let bytes = axum::body::to_bytes(body, limit)
+    let deadline = Duration::from_millis(state.config.gateway.http_body_timeout_ms);
+    let bytes = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
         .await
+        .map_err(|_| ApiError::BodyTimeout(deadline))?
         .map_err(|_| ApiError::TooLarge(limit))?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
