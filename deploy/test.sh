@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run the whole Sluice test suite:
 #   1. deploy/provision.sh with SLUICE_PG_FAST=1 (no fsync; tests only)
-#   2. the browser tests' tools: Debian's chromium (if /usr/bin/chromium is
-#      missing) and `npm ci` in proto/js (from its package-lock.json)
+#   2. the tests' tools: openssl (throwaway TLS certificates) and Debian's
+#      chromium when missing, and `npm ci` in proto/js (from its
+#      package-lock.json)
 #   3. `npm test` in proto/js: generated types and built dist/ up to date,
 #      client unit tests (fake socket)
 #   4. cargo machete: no crate names a dependency it does not use
@@ -39,6 +40,10 @@ bash "$SLUICE_DEPLOY_DIR/provision.sh"
 SLUICE_SERVICES_SH="$SLUICE_DEPLOY_DIR/services.sh"
 export SLUICE_DATABASE__URL SLUICE_AMQP__URL SLUICE_SERVICES_SH SLUICE_REPO_ROOT
 
+if ! command -v openssl >/dev/null 2>&1; then
+    log "installing openssl (the tests make throwaway TLS certificates with it)"
+    apt_install openssl
+fi
 if [[ ! -x /usr/bin/chromium ]]; then
     log "installing chromium (the browser end-to-end test drives it)"
     apt_install chromium

@@ -47,6 +47,31 @@ impl Client {
         Ok(Client { ws })
     }
 
+    /// Connects to a `wss://` URL, trusting only the certificates of
+    /// `roots` (a test's own certificate, say).
+    pub async fn connect_tls(
+        url: &str,
+        roots: rustls::RootCertStore,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("rustls protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            url,
+            None,
+            false,
+            Some(tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(
+                config,
+            ))),
+        )
+        .await?;
+        Ok(Client { ws })
+    }
+
     /// Connects without extra headers.
     pub async fn connect(url: &str) -> Client {
         Self::connect_with(url, &[])

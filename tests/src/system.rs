@@ -28,8 +28,13 @@ pub struct SystemOptions {
     pub no_runner: bool,
     /// Gateway instances (default 1).
     pub gateways: usize,
-    /// Put nginx (from `deploy/nginx/nginx.conf.template`) in front of the gateways.
+    /// Put nginx (from `deploy/nginx/nginx.conf.template`) in front of the
+    /// gateways, on a plain port and a TLS port with a certificate made for
+    /// the test.
     pub nginx: bool,
+    /// nginx's per-address API request rate (`limit_req_zone` rate, e.g.
+    /// `"2r/s"`); default 1000r/s, which no other test reaches.
+    pub nginx_api_rate: Option<String>,
     /// Run the gateways and the runner as processes of the real binaries,
     /// for tests about processes: signals, exit codes, a process's memory
     /// or its own metrics endpoint. Otherwise they run in this process
@@ -73,6 +78,12 @@ impl SystemOptions {
         build: impl Fn() -> sluice_jobs::handlers::Handlers + Send + Sync + 'static,
     ) -> Self {
         self.handlers = Some(HandlerFactory(std::sync::Arc::new(build)));
+        self
+    }
+    /// Sets nginx's per-address API request rate (see
+    /// [`SystemOptions::nginx_api_rate`]).
+    pub fn nginx_api_rate(mut self, rate: &str) -> Self {
+        self.nginx_api_rate = Some(rate.into());
         self
     }
     /// Runs the gateways and the runner as processes (see
@@ -276,7 +287,16 @@ pub struct System {
     runner_starts: u32,
     /// Where a runner process serves `/metrics` (none in-process).
     runner_metrics_port: Option<u16>,
-    nginx: Option<(u16, Child)>,
+    nginx: Option<Nginx>,
+}
+
+/// nginx in front of the gateways.
+struct Nginx {
+    port: u16,
+    tls_port: u16,
+    /// The authority (PEM) that signed the certificate of its TLS port.
+    ca: PathBuf,
+    child: Child,
 }
 
 static SYSTEMS: AtomicU32 = AtomicU32::new(0);
@@ -596,14 +616,26 @@ impl System {
         // nginx binds its port itself (without SO_REUSEPORT), so nothing
         // can hold it for nginx: the choice races with other programs.
         let port = free_port();
+        let tls_port = free_port();
+        let certificates = TestCertificates::make(&dir);
         let upstreams: String = self
             .gateways
             .iter()
             .map(|g| format!("server 127.0.0.1:{} max_fails=1 fail_timeout=1s;\n", g.port))
             .collect();
+        let snippets = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx");
+        let snippets = std::fs::canonicalize(snippets).expect("deploy/nginx");
         let conf = template
             .replace("@PREFIX@", &dir.display().to_string())
             .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
+            .replace("@TLS_LISTEN@", &format!("127.0.0.1:{tls_port}"))
+            .replace("@TLS_CERT@", &certificates.cert.display().to_string())
+            .replace("@TLS_KEY@", &certificates.key.display().to_string())
+            .replace("@SNIPPETS@", &snippets.display().to_string())
+            .replace(
+                "@API_RATE@",
+                self.options.nginx_api_rate.as_deref().unwrap_or("1000r/s"),
+            )
             .replace("@UPSTREAM_SERVERS@", &upstreams);
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("nginx.conf");
@@ -620,15 +652,32 @@ impl System {
             .stderr(out)
             .spawn()
             .expect("starting nginx (deploy/provision.sh installs it)");
-        self.nginx = Some((port, child));
+        self.nginx = Some(Nginx {
+            port,
+            tls_port,
+            ca: certificates.ca,
+            child,
+        });
     }
 
-    /// nginx's port; panics if the system has no nginx.
+    /// nginx's plain-HTTP port; panics if the system has no nginx.
     pub fn nginx_port(&self) -> u16 {
-        self.nginx
-            .as_ref()
-            .map(|(p, _)| *p)
-            .expect("this system has no nginx")
+        self.nginx().port
+    }
+
+    /// nginx's TLS port; panics if the system has no nginx.
+    pub fn nginx_tls_port(&self) -> u16 {
+        self.nginx().tls_port
+    }
+
+    /// The authority (PEM file) that signed the certificate of nginx's
+    /// TLS port: the root a client trusts.
+    pub fn nginx_ca(&self) -> &Path {
+        &self.nginx().ca
+    }
+
+    fn nginx(&self) -> &Nginx {
+        self.nginx.as_ref().expect("this system has no nginx")
     }
 
     /// `ws://` URL of the WebSocket route through nginx.
@@ -769,7 +818,7 @@ impl Drop for System {
                 Err(e) => eprintln!("in-process {}", e.message),
             }
         }
-        if let Some((_, nginx)) = self.nginx.as_mut() {
+        if let Some(Nginx { child: nginx, .. }) = self.nginx.as_mut() {
             // SIGKILL would leave its workers running (and holding the
             // port); on SIGTERM the master stops them before it exits.
             terminate(Some(&*nginx));
@@ -1026,6 +1075,86 @@ async fn wait_exit<H>(running: &mut Option<Running<H>>, patience: Duration) -> O
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A throwaway certificate authority and a server certificate it signed
+/// for 127.0.0.1 and localhost (P-256, valid one day), made with openssl in
+/// `dir`.
+pub struct TestCertificates {
+    /// The authority's certificate (PEM): the one root a client trusts.
+    pub ca: PathBuf,
+    /// The server's certificate (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+}
+
+impl TestCertificates {
+    /// Makes them in `dir` (which must exist).
+    pub fn make(dir: &Path) -> TestCertificates {
+        let ca = dir.join("test-ca.pem");
+        let ca_key = dir.join("test-ca-key.pem");
+        let cert = dir.join("test-server.pem");
+        let key = dir.join("test-server-key.pem");
+        let csr = dir.join("test-server.csr");
+        let ext = dir.join("test-server.ext");
+        std::fs::write(
+            &ext,
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("extensions file");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            Command::new("openssl")
+                .args(["req", "-x509", "-days", "1", "-subj", "/CN=Sluice test CA"])
+                .args(ec)
+                .arg("-keyout")
+                .arg(&ca_key)
+                .arg("-out")
+                .arg(&ca),
+        );
+        openssl(
+            Command::new("openssl")
+                .args(["req", "-new", "-subj", "/CN=127.0.0.1"])
+                .args(ec)
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&csr),
+        );
+        openssl(
+            Command::new("openssl")
+                .args(["x509", "-req", "-days", "1", "-set_serial", "1"])
+                .arg("-in")
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&ca)
+                .arg("-CAkey")
+                .arg(&ca_key)
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&cert),
+        );
+        TestCertificates { ca, cert, key }
+    }
+}
+
+fn openssl(command: &mut Command) {
+    let status = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .expect("running openssl (deploy/test.sh installs it)");
+    assert!(status.success(), "openssl failed: {command:?}");
 }
 
 fn free_port() -> u16 {
