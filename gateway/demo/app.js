@@ -12,16 +12,20 @@ const jobs = new Map(); // job id -> { kind, status, done, total, terminal, row 
 const latencies = []; // { t, ms, busy }
 let outageStart = null;
 const outages = []; // ms from losing the socket to the next welcome
+// `?token_ttl=5` asks for 5-second tokens, to watch refresh at work.
+const tokenTtl = Number(new URLSearchParams(location.search).get("token_ttl")) || undefined;
+let tokensFetched = 0;
 
 async function fetchToken(forUser) {
   const res = await fetch(new URL("../v1/dev/token", base), {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ user: forUser }),
+    body: JSON.stringify({ user: forUser, ttl_secs: tokenTtl }),
   });
   if (!res.ok) throw new Error(`token: HTTP ${res.status}`);
   const body = await res.json();
   token = body.token;
+  tokensFetched += 1;
   return token;
 }
 
@@ -294,6 +298,7 @@ function stats() {
     duplicatesDropped: client ? client.duplicatesDropped : 0,
     lastSeq: client ? client.lastSeq : 0,
     outages: [...outages],
+    tokensFetched,
     pings: latencies.length,
     gap: $("gap").style.display === "block",
   };

@@ -71,7 +71,13 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 #[derive(Debug, Deserialize)]
 struct TokenRequest {
     user: String,
+    /// A shorter lifetime than the default, to watch token refresh at work
+    /// (clamped to [`MIN_DEV_TOKEN_TTL_SECS`]..=[`DEV_TOKEN_TTL_SECS`]).
+    ttl_secs: Option<u64>,
 }
+
+/// The shortest lifetime a development token may ask for.
+const MIN_DEV_TOKEN_TTL_SECS: u64 = 3;
 
 /// Signs a token for `user` with the configured secret (and audience).
 async fn dev_token(
@@ -95,11 +101,13 @@ async fn dev_token(
         )
         .into_response();
     }
-    match crate::auth::mint(&state.config.auth, user, DEV_TOKEN_TTL_SECS) {
+    let ttl = request.ttl_secs.map_or(DEV_TOKEN_TTL_SECS, |ttl| {
+        ttl.clamp(MIN_DEV_TOKEN_TTL_SECS, DEV_TOKEN_TTL_SECS)
+    });
+    match crate::auth::mint(&state.config.auth, user, ttl) {
         Ok(token) => {
-            tracing::info!(user, "dev mode: minted a token");
-            Json(json!({ "token": token, "user": user, "expires_in": DEV_TOKEN_TTL_SECS }))
-                .into_response()
+            tracing::info!(user, ttl_secs = ttl, "dev mode: minted a token");
+            Json(json!({ "token": token, "user": user, "expires_in": ttl })).into_response()
         }
         Err(e) => crate::http::error_response(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,8 +1,8 @@
 //! The browser client and the demo page in headless Chromium, against the
 //! real gateway (dev mode, behind nginx), runner, PostgreSQL and RabbitMQ.
 //!
-//! The browser side is `proto/js/e2e/demo.e2e.mjs` (playwright-core driving
-//! Debian's `/usr/bin/chromium`). `deploy/test.sh` installs Chromium and runs
+//! The browser side is `proto/js/e2e/demo.e2e.mjs` and `refresh.e2e.mjs`
+//! (playwright-core driving Debian's `/usr/bin/chromium`). `deploy/test.sh` installs Chromium and runs
 //! `npm ci` in `proto/js`; without them these tests fail, saying so.
 
 use std::path::{Path, PathBuf};
@@ -116,6 +116,57 @@ async fn demo_page_runs_jobs_and_survives_a_gateway_restart() {
         .expect("counting rows")
         .get(0);
     assert_eq!(rows, 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_client_refreshes_its_token_and_recovers_from_4001() {
+    require_browser_tooling();
+    let system =
+        System::start(SystemOptions::default().gateway("SLUICE_GATEWAY__DEV_MODE", "true")).await;
+    let output = tokio::process::Command::new("node")
+        .arg("e2e/refresh.e2e.mjs")
+        .current_dir(js_dir())
+        .env("DEMO_URL", system.http_url("/demo/"))
+        .env("TOKEN_TTL", "4")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), output)
+        .await
+        .expect("the browser test finished within 180 s")
+        .expect("running node (Node.js 20 is on the machine)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        eprintln!("[refresh.e2e] {line}");
+    }
+    assert!(output.status.success(), "refresh.e2e.mjs failed");
+    let result: serde_json::Value = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .map(|json| serde_json::from_str(json).expect("RESULT json"))
+        .expect("the script printed RESULT");
+    assert!(result["refreshedTokens"].as_u64() >= Some(3), "{result}");
+
+    // The gateway's side of it: the session without a fresh token was
+    // closed with 4001, and no session with anything else.
+    let metrics = reqwest::get(system.http_url("/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let closed_with = |code: &str| {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("sluice_sessions_closed_total{")
+                    && l.contains(&format!("code=\"{code}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert_eq!(closed_with("4001"), 1.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,16 +14,13 @@
 // `RESTARTED` on stdin. Without a driver (stdin is a terminal) it skips the
 // restart. Prints `RESULT {json}` and exits 0 when every check passed.
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { check, launchChromium, say, sleep } from "./common.mjs";
 
 const url = process.env.DEMO_URL ?? "http://127.0.0.1:8080/demo";
 const screenshot = process.env.SCREENSHOT ?? "demo-e2e.png";
 const firstId = Number(process.env.FIRST_ID ?? 1_000_000_000 + Math.floor(Math.random() * 1_000_000_000));
-const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const user = `e2e-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const say = (line) => process.stdout.write(`${line}\n`);
 const lines = createInterface({ input: process.stdin });
 const stdinLines = [];
 let lineWaiter = null;
@@ -42,23 +39,7 @@ async function waitForLine(expected, timeoutMs) {
   }
 }
 
-function check(condition, message) {
-  if (!condition) throw new Error(`check failed: ${message}`);
-}
-
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchChromium();
 let exitCode = 0;
 const page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
 const consoleErrors = [];
