@@ -1,17 +1,20 @@
 //! The verification keys: the default HS256 secret (`auth.jwt_secret`), the
 //! entries of `auth.keys` and the public keys of `auth.jwks_file`, read into
-//! one [`KeySet`]. Reading and checking key material is all here; choosing a
-//! key for a token and checking the token is [`super::Verifier`]'s.
+//! one [`KeySet`]. Reading and checking key material is all here (a JWKS
+//! document's keys in `jwks`); choosing a key for a token and checking the
+//! token is [`super::Verifier`]'s.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind, Validation};
 
 use crate::config::{AuthConfig, KeyConfig};
+
+mod jwks;
 
 /// The largest key file read (PEM or JWKS). Key sets are kilobytes; a path
 /// pointing at something huge (or endless, like a device) fails the load
@@ -192,7 +195,7 @@ impl KeySet {
         }
         let mut skipped = Vec::new();
         if let Some(path) = &config.jwks_file {
-            for (kid, alg, decoding) in read_jwks(path, &mut skipped)? {
+            for (kid, alg, decoding) in jwks::read(path, &mut skipped)? {
                 if by_kid.contains_key(&kid) {
                     return Err(KeyError::DuplicateKid {
                         kid,
@@ -377,94 +380,6 @@ fn check_material(key: &DecodingKey, alg: Algorithm) -> Result<(), jsonwebtoken:
         _ => {}
     }
     Ok(())
-}
-
-/// The usable keys of the JWKS file at `path` (id, algorithm, key); keys it
-/// leaves out are described in `skipped`.
-fn read_jwks(
-    path: &Path,
-    skipped: &mut Vec<String>,
-) -> Result<Vec<(String, Algorithm, DecodingKey)>, KeyError> {
-    let bytes = read_bounded(path).map_err(|source| KeyError::ReadJwks {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let set: JwkSet = serde_json::from_slice(&bytes).map_err(|source| KeyError::BadJwks {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut keys = Vec::with_capacity(set.keys.len());
-    let mut kids = std::collections::HashSet::new();
-    for (i, jwk) in set.keys.iter().enumerate() {
-        let Some(kid) = jwk.common.key_id.clone().filter(|kid| !kid.is_empty()) else {
-            skipped.push(format!("key {i}: no kid"));
-            continue;
-        };
-        if let Some(usage) = &jwk.common.public_key_use
-            && *usage != PublicKeyUse::Signature
-        {
-            skipped.push(format!("{kid:?}: not a signature key"));
-            continue;
-        }
-        let alg = match jwk_algorithm(jwk) {
-            Ok(alg) => alg,
-            Err(why) => {
-                skipped.push(format!("{kid:?}: {why}"));
-                continue;
-            }
-        };
-        let bad = |source| KeyError::BadJwk {
-            path: path.to_path_buf(),
-            kid: kid.clone(),
-            source,
-        };
-        let decoding = DecodingKey::from_jwk(jwk).map_err(bad)?;
-        check_material(&decoding, alg).map_err(bad)?;
-        if !kids.insert(kid.clone()) {
-            return Err(KeyError::DuplicateKid {
-                kid,
-                file: Some(path.to_path_buf()),
-            });
-        }
-        keys.push((kid, alg, decoding));
-    }
-    Ok(keys)
-}
-
-/// The algorithm a JWKS key verifies: its `alg` when it names one that fits
-/// its key type, else the one its type implies (RS256 for RSA, ES256 or
-/// ES384 by curve, EdDSA for Ed25519). Symmetric (`oct`) keys are left out:
-/// HMAC secrets are configured in `auth.keys`, where their length is checked.
-fn jwk_algorithm(jwk: &Jwk) -> Result<Algorithm, &'static str> {
-    let implied = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => Algorithm::RS256,
-        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-            EllipticCurve::P256 => Algorithm::ES256,
-            EllipticCurve::P384 => Algorithm::ES384,
-            _ => return Err("a curve Sluice does not verify"),
-        },
-        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
-            Algorithm::EdDSA
-        }
-        AlgorithmParameters::OctetKeyPair(_) => return Err("a curve Sluice does not verify"),
-        AlgorithmParameters::OctetKey(_) => {
-            return Err("a symmetric key (HMAC secrets belong in auth.keys)");
-        }
-        _ => return Err("a key type Sluice does not verify"),
-    };
-    let Some(named) = jwk.common.key_algorithm else {
-        return Ok(implied);
-    };
-    let alg = Algorithm::try_from(named).map_err(|_| "an alg Sluice does not verify")?;
-    let fits = match implied.family() {
-        AlgorithmFamily::Rsa => alg.family() == AlgorithmFamily::Rsa,
-        _ => alg == implied,
-    };
-    if fits {
-        Ok(alg)
-    } else {
-        Err("its alg does not fit its key type")
-    }
 }
 
 /// The file's bytes, refused past [`MAX_KEY_FILE_BYTES`].
