@@ -2,6 +2,9 @@
 //! `[auth]`), and the shared `[database]`, `[amqp]` and `[log]` sections,
 //! read by `sluice_process::config` and validated here.
 
+use std::path::PathBuf;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::{Deserialize, Serialize};
 use sluice_broker::AmqpConfig;
 use sluice_process::config::Settings;
@@ -29,13 +32,57 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// HS256 secret, at least [`MIN_SECRET_BYTES`] bytes. The default is
-    /// the public development secret, refused outside development mode.
+    /// HS256 secret, at least [`MIN_SECRET_BYTES`] bytes: the default key,
+    /// which verifies tokens whose header names no `kid` (and signs the
+    /// tokens Sluice mints). The default is the public development secret,
+    /// refused outside development mode.
     pub jwt_secret: String,
     /// When set, tokens must carry this `aud`.
     pub audience: Option<String>,
+    /// When set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds (at most
+    /// [`MAX_LEEWAY_SECS`]); a session also lives this much past its
+    /// token's `exp`.
+    pub leeway_secs: u64,
+    /// Further verification keys, chosen by the `kid` of a token's header,
+    /// so that keys can be rotated (old and new both accepted for a while)
+    /// and tokens of an identity provider verified with its public keys.
+    pub keys: Vec<KeyConfig>,
+    /// A JWKS document (RFC 7517) of public keys, each chosen by its `kid`:
+    /// an identity provider's published key set, saved to a file.
+    pub jwks_file: Option<PathBuf>,
+    /// How often the key files (`jwks_file`, each `public_key_file`) are
+    /// read again, in seconds, besides on SIGHUP; 0 turns the timer off.
+    pub keys_reload_secs: u64,
     /// When non-empty, a browser upgrade whose `Origin` is not listed gets 403.
     pub allowed_origins: Vec<String>,
+}
+
+/// One entry of `auth.keys`: a key id and the one key tokens of that `kid`
+/// are verified with. The algorithm is the key's, never the token's: a
+/// token whose header names another `alg` is refused, so a public key can
+/// never be used as an HMAC secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The `kid` a token's header names to be verified with this key.
+    pub kid: String,
+    /// The only algorithm accepted with this key: `HS256` (`HS384`,
+    /// `HS512`) with a `secret`; `RS256`, `PS256` (and their 384/512
+    /// forms), `ES256`, `ES384` or `EdDSA` with a public key.
+    pub alg: Algorithm,
+    /// The shared secret of an HMAC key; outside development mode at least
+    /// as long as its hash (32 bytes for HS256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// A PEM file holding the public key (`-----BEGIN PUBLIC KEY-----`),
+    /// read again on SIGHUP and every `auth.keys_reload_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<PathBuf>,
+    /// The public key itself, in PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_pem: Option<String>,
 }
 
 /// The development secret: public (it is in this source), so the gateway
@@ -46,11 +93,23 @@ pub const DEV_JWT_SECRET: &str = "sluice-development-secret-change-me";
 /// bytes, HS256's own key size (RFC 7518, section 3.2).
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// The largest `auth.leeway_secs`: clock skew is seconds; a leeway of more
+/// than five minutes would be a longer token lifetime, not a tolerance.
+pub const MAX_LEEWAY_SECS: u64 = 300;
+
+/// The longest `auth.keys_reload_secs` (a day), so the timer cannot overflow.
+pub const MAX_KEYS_RELOAD_SECS: u64 = 86_400;
+
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             jwt_secret: DEV_JWT_SECRET.into(),
             audience: None,
+            issuer: None,
+            leeway_secs: 0,
+            keys: Vec::new(),
+            jwks_file: None,
+            keys_reload_secs: 300,
             allowed_origins: Vec::new(),
         }
     }
@@ -234,15 +293,124 @@ impl Config {
                 ),
             ));
         }
+        for key in &self.auth.keys {
+            let Some(secret) = &key.secret else { continue };
+            let min = key.min_secret_bytes();
+            if secret == DEV_JWT_SECRET {
+                return Err((
+                    "auth.keys",
+                    format!(
+                        "key {:?}: its secret is the public development secret",
+                        key.kid
+                    ),
+                ));
+            }
+            if secret.len() < min {
+                return Err((
+                    "auth.keys",
+                    format!(
+                        "key {:?}: its secret is {} bytes; {:?} needs at least {min} outside development mode",
+                        key.kid,
+                        secret.len(),
+                        key.alg
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }
 
 impl AuthConfig {
-    /// Checks the section; the error names the bad setting and why.
+    /// Checks the section; the error names the bad setting and why. Key
+    /// files are read when the gateway starts (`Verifier::new`), not here.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.jwt_secret.len() < 16 {
             return Err(("auth.jwt_secret", "must be at least 16 bytes".into()));
+        }
+        if self.issuer.as_deref() == Some("") {
+            return Err(("auth.issuer", "must not be empty when set".into()));
+        }
+        if self.leeway_secs > MAX_LEEWAY_SECS {
+            return Err((
+                "auth.leeway_secs",
+                format!("must be at most {MAX_LEEWAY_SECS}"),
+            ));
+        }
+        if self.keys_reload_secs > MAX_KEYS_RELOAD_SECS {
+            return Err((
+                "auth.keys_reload_secs",
+                format!("must be at most {MAX_KEYS_RELOAD_SECS} (0 turns the timer off)"),
+            ));
+        }
+        if self
+            .jwks_file
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            return Err(("auth.jwks_file", "must not be empty when set".into()));
+        }
+        let mut kids = std::collections::HashSet::new();
+        for key in &self.keys {
+            key.validate()
+                .map_err(|reason| ("auth.keys", format!("key {:?}: {reason}", key.kid)))?;
+            if !kids.insert(key.kid.as_str()) {
+                return Err(("auth.keys", format!("key id {:?} appears twice", key.kid)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KeyConfig {
+    /// The shortest secret this key may have outside development mode: the
+    /// size of its hash (RFC 7518, section 3.2).
+    pub fn min_secret_bytes(&self) -> usize {
+        match self.alg {
+            Algorithm::HS384 => 48,
+            Algorithm::HS512 => 64,
+            _ => MIN_SECRET_BYTES,
+        }
+    }
+
+    /// Checks that the entry names one key, of the kind its `alg` needs.
+    fn validate(&self) -> Result<(), String> {
+        if self.kid.is_empty() {
+            return Err("kid must not be empty".into());
+        }
+        let public = [
+            self.public_key_file.is_some(),
+            self.public_key_pem.is_some(),
+        ];
+        match self.alg.family() {
+            AlgorithmFamily::Hmac => {
+                let Some(secret) = &self.secret else {
+                    return Err(format!("{:?} needs a secret", self.alg));
+                };
+                if secret.len() < 16 {
+                    return Err("its secret must be at least 16 bytes".into());
+                }
+                if public.contains(&true) {
+                    return Err(format!(
+                        "{:?} is verified with its secret; a public key makes no sense here",
+                        self.alg
+                    ));
+                }
+            }
+            _ => {
+                if self.secret.is_some() {
+                    return Err(format!(
+                        "{:?} is verified with a public key, never a secret",
+                        self.alg
+                    ));
+                }
+                if public == [true, true] || public == [false, false] {
+                    return Err(format!(
+                        "{:?} needs exactly one of public_key_file and public_key_pem",
+                        self.alg
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -417,6 +585,177 @@ mod tests {
         }
         dev.gateway.listen = "[::1]:8080".into();
         dev.validate().unwrap();
+    }
+
+    #[test]
+    fn verification_keys_name_one_key_each_of_the_kind_their_alg_needs() {
+        let refused = |keys: &str| {
+            let mut config = with_secret();
+            config.auth.keys = toml_keys(keys);
+            config.validate().unwrap_err().to_string()
+        };
+        let secret = "a-rotation-secret-of-32-bytes-or-more";
+        for (keys, expected) in [
+            (
+                r#"{ kid = "a", alg = "HS256" }"#.to_owned(),
+                "HS256 needs a secret",
+            ),
+            (
+                format!(r#"{{ kid = "a", alg = "RS256", secret = "{secret}" }}"#),
+                "never a secret",
+            ),
+            (
+                r#"{ kid = "a", alg = "ES256" }"#.to_owned(),
+                "exactly one of public_key_file and public_key_pem",
+            ),
+            (
+                r#"{ kid = "a", alg = "ES256", public_key_file = "/k.pem", public_key_pem = "x" }"#
+                    .to_owned(),
+                "exactly one of",
+            ),
+            (
+                format!(
+                    r#"{{ kid = "a", alg = "HS256", secret = "{secret}", public_key_pem = "x" }}"#
+                ),
+                "a public key makes no sense",
+            ),
+            (
+                format!(r#"{{ kid = "", alg = "HS256", secret = "{secret}" }}"#),
+                "kid must not be empty",
+            ),
+            (
+                format!(
+                    r#"{{ kid = "a", alg = "HS256", secret = "{secret}" }}, {{ kid = "a", alg = "ES256", public_key_pem = "x" }}"#
+                ),
+                "appears twice",
+            ),
+            (
+                r#"{ kid = "a", alg = "HS256", secret = "0123456789abcdef0123" }"#.to_owned(),
+                "is 20 bytes; HS256 needs at least 32 outside development mode",
+            ),
+            (
+                format!(r#"{{ kid = "a", alg = "HS512", secret = "{secret}" }}"#),
+                "HS512 needs at least 64",
+            ),
+            (
+                format!(r#"{{ kid = "a", alg = "HS256", secret = "{DEV_JWT_SECRET}" }}"#),
+                "public development secret",
+            ),
+        ] {
+            let err = refused(&keys);
+            assert!(
+                err.contains("auth.keys") && err.contains(expected),
+                "{keys}: {err}"
+            );
+        }
+
+        // Development mode takes a short secret (16 bytes at least, as
+        // auth.jwt_secret).
+        let mut dev = Config::default();
+        dev.gateway.dev_mode = true;
+        dev.auth.keys = toml_keys(r#"{ kid = "a", alg = "HS256", secret = "0123456789abcdef" }"#);
+        dev.validate().unwrap();
+        dev.auth.keys = toml_keys(r#"{ kid = "a", alg = "HS256", secret = "short" }"#);
+        assert!(dev.validate().unwrap_err().to_string().contains("16 bytes"));
+
+        let mut fine = with_secret();
+        fine.auth.keys = toml_keys(&format!(
+            r#"{{ kid = "2026-12", alg = "HS256", secret = "{secret}" }}, {{ kid = "idp-1", alg = "RS256", public_key_file = "/etc/sluice/idp.pem" }}, {{ kid = "idp-2", alg = "ES256", public_key_pem = "-----BEGIN PUBLIC KEY-----" }}"#
+        ));
+        fine.validate().unwrap();
+    }
+
+    /// `[{...}, ...]` as `auth.keys` would be read from the file.
+    fn toml_keys(keys: &str) -> Vec<KeyConfig> {
+        #[derive(Deserialize)]
+        struct Keys {
+            keys: Vec<KeyConfig>,
+        }
+        toml_parse::<Keys>(&format!("keys = [{keys}]")).keys
+    }
+
+    fn toml_parse<T: serde::de::DeserializeOwned>(text: &str) -> T {
+        use figment::providers::Format;
+        figment::Figment::from(figment::providers::Toml::string(text))
+            .extract()
+            .unwrap()
+    }
+
+    #[test]
+    fn claim_and_reload_settings_are_bounded() {
+        let refused = |edit: fn(&mut Config)| {
+            let mut config = with_secret();
+            edit(&mut config);
+            config.validate().unwrap_err().to_string()
+        };
+        assert!(refused(|c| c.auth.leeway_secs = 301).contains("auth.leeway_secs"));
+        assert!(refused(|c| c.auth.keys_reload_secs = 86_401).contains("auth.keys_reload_secs"));
+        assert!(refused(|c| c.auth.issuer = Some(String::new())).contains("auth.issuer"));
+        assert!(refused(|c| c.auth.jwks_file = Some(PathBuf::new())).contains("auth.jwks_file"));
+        let mut fine = with_secret();
+        fine.auth.leeway_secs = 300;
+        fine.auth.keys_reload_secs = 0;
+        fine.validate().unwrap();
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn keys_load_from_the_file_or_the_environment_and_unknown_fields_fail() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "SLUICE_AUTH__JWT_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            );
+            jail.create_file(
+                "keys.toml",
+                concat!(
+                    "[auth]\n",
+                    "issuer = \"https://idp.example\"\n",
+                    "jwks_file = \"/etc/sluice/jwks.json\"\n",
+                    "keys_reload_secs = 60\n",
+                    "[[auth.keys]]\n",
+                    "kid = \"idp-1\"\n",
+                    "alg = \"RS256\"\n",
+                    "public_key_file = \"/etc/sluice/idp.pem\"\n",
+                ),
+            )?;
+            let c = Config::load(Some(Path::new("keys.toml"))).unwrap();
+            assert_eq!(c.auth.issuer.as_deref(), Some("https://idp.example"));
+            assert_eq!(c.auth.keys_reload_secs, 60);
+            assert_eq!(c.auth.keys.len(), 1);
+            assert_eq!(c.auth.keys[0].alg, Algorithm::RS256);
+            assert_eq!(
+                c.auth.jwks_file.as_deref(),
+                Some(Path::new("/etc/sluice/jwks.json"))
+            );
+
+            jail.create_file(
+                "typo.toml",
+                "[[auth.keys]]\nkid = \"a\"\nalg = \"RS256\"\npublic_key_fil = \"/k.pem\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("typo.toml"))).unwrap_err();
+            assert!(err.to_string().contains("public_key_fil"), "{err}");
+            jail.create_file(
+                "alg.toml",
+                "[[auth.keys]]\nkid = \"a\"\nalg = \"none\"\npublic_key_file = \"/k.pem\"\n",
+            )?;
+            assert!(Config::load(Some(Path::new("alg.toml"))).is_err());
+
+            // The environment can hold the list too, and a JWKS file path.
+            jail.set_env(
+                "SLUICE_AUTH__KEYS",
+                r#"[{kid="2026-12",alg="HS256",secret="a-rotation-secret-of-32-bytes-or-more"}]"#,
+            );
+            jail.set_env("SLUICE_AUTH__JWKS_FILE", "/run/sluice/jwks.json");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.auth.keys.len(), 1);
+            assert_eq!(c.auth.keys[0].kid, "2026-12");
+            assert_eq!(
+                c.auth.jwks_file.as_deref(),
+                Some(Path::new("/run/sluice/jwks.json"))
+            );
+            Ok(())
+        });
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Verifier;
 use crate::config::Config;
 use crate::serve;
 
@@ -58,19 +59,23 @@ pub enum GatewayError {
 pub struct Gateway;
 
 impl Gateway {
-    /// Checks `config`, then spawns [`serve`] on `listener` (already bound:
-    /// the caller chooses the address, and `127.0.0.1:0` cannot race) and
-    /// returns at once; start-up (database, migrations, broker) goes on in
-    /// the task and its failure comes out of [`GatewayHandle::join`].
+    /// Checks `config` and reads its key files, then spawns [`serve`] on
+    /// `listener` (already bound: the caller chooses the address, and
+    /// `127.0.0.1:0` cannot race) and returns at once; start-up (database,
+    /// migrations, broker) goes on in the task and its failure comes out of
+    /// [`GatewayHandle::join`].
     ///
     /// Must be called inside a tokio runtime; the gateway runs on it.
     /// Several gateways may run in one process: they share the process's
     /// metrics recorder (see `sluice_process::metrics`).
     pub fn start(config: Config, listener: TcpListener) -> Result<GatewayHandle, StartError> {
         config.validate()?;
+        // The key files are read now: a bad one stops the start here, with
+        // one line naming the setting and the file.
+        let verifier = Verifier::new(&config.auth).map_err(ConfigError::from)?;
         let local_addr = listener.local_addr().map_err(StartError::Listener)?;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, config, shutdown.clone()));
+        let task = tokio::spawn(serve(listener, config, verifier, shutdown.clone()));
         Ok(GatewayHandle {
             local_addr,
             shutdown,
@@ -157,5 +162,19 @@ mod tests {
         config.gateway.outbound_queue = 0;
         let err = Gateway::start(config, listener).unwrap_err();
         assert!(err.to_string().contains("gateway.outbound_queue"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn start_refuses_an_unreadable_key_file_naming_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut config = Config::default();
+        config.auth.jwt_secret = "0123456789abcdef0123456789abcdef".into();
+        config.auth.jwks_file = Some("/nonexistent/sluice/jwks.json".into());
+        let err = Gateway::start(config, listener).unwrap_err().to_string();
+        assert!(
+            err.contains("auth.jwks_file") && err.contains("/nonexistent/sluice/jwks.json"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
     }
 }

@@ -42,12 +42,33 @@ const START_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Serves on `listener` until `shutdown` is cancelled, then closes every
 /// session with 1012 and waits (up to the drain grace) for them to end.
-/// [`Gateway::start`] spawns it and returns a handle.
+/// Meanwhile `verifier`'s key files are read again on SIGHUP and every
+/// `auth.keys_reload_secs` (see [`auth::reload`]).
+/// [`Gateway::start`] reads the keys, spawns it and returns a handle.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
+    verifier: auth::Verifier,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
+    if !verifier.kids().is_empty() || !verifier.skipped().is_empty() {
+        tracing::info!(
+            kids = ?verifier.kids(),
+            skipped = ?verifier.skipped(),
+            "verification keys"
+        );
+    }
+    // First, before any wait: from here on SIGHUP reloads the keys rather
+    // than ending the process. Stopped with the gateway, however it ends.
+    let reload_period = (config.auth.keys_reload_secs > 0)
+        .then(|| Duration::from_secs(config.auth.keys_reload_secs));
+    let _key_reloads =
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(auth::reload::keep_fresh(
+            verifier.clone(),
+            auth::reload::hangups(),
+            reload_period,
+            shutdown.clone(),
+        )));
     if config.gateway.dev_mode {
         tracing::warn!(
             listen = %config.gateway.listen,
@@ -107,7 +128,7 @@ pub async fn serve(
         .max_message_size(Some(gateway.max_message_bytes))
         .max_frame_size(Some(gateway.max_message_bytes));
     let state = Arc::new(AppState {
-        verifier: auth::Verifier::new(&config.auth),
+        verifier,
         registry: Arc::new(registry::Registry::new(
             registry::MailboxLimits {
                 frames: gateway.outbound_queue,

@@ -30,6 +30,11 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
+        /// Sign with the HS256 key of `auth.keys` with this id (and name it
+        /// in the header) instead of `auth.jwt_secret`: to try a new key of
+        /// a rotation.
+        #[arg(long)]
+        kid: Option<String>,
     },
 }
 
@@ -49,11 +54,18 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Token { user, ttl_secs } => {
-            println!(
-                "{}",
-                sluice_gateway::auth::mint(&config.auth, &user, ttl_secs)?
-            );
+        Command::Token {
+            user,
+            ttl_secs,
+            kid,
+        } => {
+            let token = match kid {
+                Some(kid) => {
+                    sluice_gateway::auth::mint_with_kid(&config.auth, &kid, &user, ttl_secs)?
+                }
+                None => sluice_gateway::auth::mint(&config.auth, &user, ttl_secs)?,
+            };
+            println!("{token}");
             Ok(())
         }
         Command::Serve => {

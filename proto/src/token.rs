@@ -1,7 +1,7 @@
-//! Tokens: the claims Sluice reads from a JWT, and the one function that
-//! signs them (the `token` subcommand, the development token endpoint, the
-//! tests and the load generator all mint through it). Verification is the
-//! gateway's.
+//! Tokens: the claims Sluice reads from a JWT, and the one way they are
+//! signed, [`mint_with`] (and [`mint`], its common case): the `token`
+//! subcommand, the development token endpoint, the tests and the load
+//! generator all mint through it. Verification is the gateway's.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,9 @@ pub struct Claims {
     /// Audience, checked when the gateway is configured with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// Issuer, checked when the gateway is configured with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
 }
 
 /// A token could not be signed.
@@ -31,13 +34,49 @@ pub fn mint(
     ttl_secs: i64,
     audience: Option<&str>,
 ) -> Result<String, MintError> {
+    mint_with(
+        secret,
+        user,
+        ttl_secs,
+        MintOptions {
+            audience,
+            ..MintOptions::default()
+        },
+    )
+}
+
+/// What a minted token carries besides its user and expiry: the claims a
+/// gateway may be configured to require, and the key id of the secret it is
+/// signed with (for a gateway that holds several).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MintOptions<'a> {
+    /// The `aud` claim.
+    pub audience: Option<&'a str>,
+    /// The `iss` claim.
+    pub issuer: Option<&'a str>,
+    /// The `kid` of the header: which of the gateway's keys verifies it.
+    /// Without one, the gateway uses its default secret.
+    pub kid: Option<&'a str>,
+}
+
+/// Signs an HS256 token for `user`, expiring `ttl_secs` from now (negative:
+/// already expired), with the claims and key id of `options`.
+pub fn mint_with(
+    secret: &[u8],
+    user: &str,
+    ttl_secs: i64,
+    options: MintOptions<'_>,
+) -> Result<String, MintError> {
     let claims = Claims {
         sub: user.to_owned(),
         exp: (crate::now_ms() / 1000).saturating_add_signed(ttl_secs),
-        aud: audience.map(str::to_owned),
+        aud: options.audience.map(str::to_owned),
+        iss: options.issuer.map(str::to_owned),
     };
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = options.kid.map(str::to_owned);
     Ok(jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
+        &header,
         &claims,
         &EncodingKey::from_secret(secret),
     )?)
@@ -83,5 +122,30 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn options_set_the_issuer_and_the_key_id() {
+        let options = MintOptions {
+            audience: None,
+            issuer: Some("https://idp.example"),
+            kid: Some("2026-12"),
+        };
+        let token = mint_with(b"0123456789abcdef", "ada", 60, options).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some("2026-12"));
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&["https://idp.example"]);
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        let claims = decode::<Claims>(
+            &token,
+            &DecodingKey::from_secret(b"0123456789abcdef"),
+            &validation,
+        )
+        .unwrap()
+        .claims;
+        assert_eq!(claims.iss.as_deref(), Some("https://idp.example"));
+        let plain = mint(b"0123456789abcdef", "ada", 60, None).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&plain).unwrap().kid, None);
     }
 }

@@ -195,6 +195,28 @@ impl Client {
         }
     }
 
+    /// Waits for the close and returns its code and reason (`None` and an
+    /// empty reason when the connection ended without a close frame);
+    /// panics if a frame comes first.
+    pub async fn expect_close_with_reason(&mut self) -> (Option<u16>, String) {
+        let deadline = tokio::time::Instant::now() + FRAME_PATIENCE;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no close within {FRAME_PATIENCE:?}"));
+            match next {
+                None | Some(Err(_)) => return (None, String::new()),
+                Some(Ok(Message::Close(frame))) => {
+                    return frame
+                        .map(|f| (Some(u16::from(f.code)), f.reason.to_string()))
+                        .unwrap_or((None, String::new()));
+                }
+                Some(Ok(Message::Text(text))) => panic!("expected a close, got {text}"),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
     /// Sends `ping` and waits for its `pong` (skipping other frames);
     /// returns the round trip.
     pub async fn ping(&mut self, id: u64) -> Duration {

@@ -525,6 +525,18 @@ impl System {
             .expect("gateway is running")
     }
 
+    /// Sends `signal` (a name `kill` knows: `HUP`, `TERM`, ...) to gateway
+    /// `i`'s process; panics if the gateway runs in-process.
+    pub fn signal_gateway(&self, i: usize, signal: &str) {
+        let pid = self.gateway_pid(i);
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+
     /// Kills gateway `i` with SIGKILL: no drain, no goodbye.
     pub fn kill_gateway(&mut self, i: usize) {
         if let Some(mut running) = self.gateways[i].running.take() {

@@ -178,7 +178,7 @@ where
             Err(end) => return end,
         };
         self.user = Arc::from(claims.sub.as_str());
-        self.expires_at = expiry(claims.exp);
+        self.expires_at = expiry(claims.exp, self.state.verifier().leeway_secs());
         tracing::Span::current().record("user", claims.sub.as_str());
         // Register before reading the database, so that no event committed
         // in between is missed: it is either read back or waiting in the inbox.
@@ -328,7 +328,7 @@ where
             ));
         }
         self.bad_frames = 0;
-        self.expires_at = expiry(claims.exp);
+        self.expires_at = expiry(claims.exp, self.state.verifier().leeway_secs());
         self.send_frame(&ServerFrame::Refreshed { exp: claims.exp })
             .await
     }
@@ -662,10 +662,13 @@ fn read_error(e: WsError) -> End {
 }
 
 /// The moment a token with this `exp` (seconds since the epoch) expires,
-/// on the session's clock. One far in the future is capped at a year, so
-/// no deadline can overflow: a session lives at most a year on one token.
-fn expiry(exp: u64) -> Instant {
-    let left = exp.saturating_sub(sluice_proto::now_ms() / 1000);
+/// on the session's clock, `leeway_secs` late as its verification allowed.
+/// One far in the future is capped at a year, so no deadline can overflow:
+/// a session lives at most a year on one token.
+fn expiry(exp: u64, leeway_secs: u64) -> Instant {
+    let left = exp
+        .saturating_add(leeway_secs)
+        .saturating_sub(sluice_proto::now_ms() / 1000);
     let left = Duration::from_secs(left.min(365 * 24 * 3600));
     let now = Instant::now();
     now.checked_add(left).unwrap_or(now)

@@ -77,7 +77,7 @@ impl Fake {
             gateway.submit_burst_per_user,
         );
         Arc::new(Self {
-            verifier: Verifier::new(&auth),
+            verifier: Verifier::new(&auth).expect("the default keys"),
             auth,
             registry: Arc::new(Registry::new(
                 MailboxLimits {
