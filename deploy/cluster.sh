@@ -44,6 +44,8 @@ use_node() {
     SLUICE_RABBIT_LOG_DIR="$SLUICE_RABBIT_DIR/log"
     SLUICE_AMQP_PORT=$((SLUICE_CLUSTER_PORT + 2 * (n - 1)))
     SLUICE_AMQP_DIST_PORT=$((SLUICE_AMQP_PORT + 1))
+    # Plain AMQP only: the private node's amqps port is the private node's.
+    SLUICE_AMQPS_PORT=""
 }
 
 node_url() {

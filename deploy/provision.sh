@@ -98,6 +98,15 @@ SELECT 'CREATE DATABASE ${SLUICE_DB_NAME} OWNER ${SLUICE_DB_USER}'
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${SLUICE_DB_NAME}')
 \gexec
 ALTER DATABASE ${SLUICE_DB_NAME} OWNER TO ${SLUICE_DB_USER};
+DO \$\$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${SLUICE_DB_TLS_USER}') THEN
+        CREATE ROLE ${SLUICE_DB_TLS_USER};
+    END IF;
+END
+\$\$;
+ALTER ROLE ${SLUICE_DB_TLS_USER} WITH LOGIN NOCREATEDB NOSUPERUSER INHERIT PASSWORD '${SLUICE_DB_PASSWORD}';
+GRANT ${SLUICE_DB_USER} TO ${SLUICE_DB_TLS_USER};
 SQL
 }
 
@@ -111,11 +120,15 @@ pg_app_login_works() {
 provision_postgres() {
     pg_ensure_installed
 
+    tls_ensure_certs
     if [[ "$(pg_ready_status)" == 0 ]]; then
         if [[ -n "$(pg_postmaster_pid)" ]]; then
             log "PostgreSQL: private cluster already running on 127.0.0.1:${SLUICE_PG_PORT}"
-            if pg_write_settings "$SLUICE_PG_DATA/sluice.conf"; then
-                log "PostgreSQL: settings changed (SLUICE_PG_FAST=$SLUICE_PG_FAST); reloading"
+            local changed=0
+            pg_write_settings "$SLUICE_PG_DATA/sluice.conf" && changed=1
+            pg_write_hba "$SLUICE_PG_DATA/pg_hba.conf" && changed=1
+            if (( changed )); then
+                log "PostgreSQL: settings changed (SLUICE_PG_FAST=$SLUICE_PG_FAST, TLS, pg_hba); reloading"
                 pg_ctl_cmd reload >/dev/null
             fi
         else
@@ -141,6 +154,7 @@ provision_postgres() {
 
     pg_init_cluster
     pg_write_settings "$SLUICE_PG_DATA/sluice.conf" || true
+    pg_write_hba "$SLUICE_PG_DATA/pg_hba.conf" || true
     pg_start
     pg_ensure_role_and_db
     log "PostgreSQL: role '${SLUICE_DB_USER}' and database '${SLUICE_DB_NAME}' ensured"
@@ -158,11 +172,19 @@ rabbit_ensure_installed() {
 
 provision_rabbitmq() {
     rabbit_ensure_installed
+    tls_ensure_certs
 
     if tcp_port_open "$SLUICE_AMQP_PORT"; then
         if [[ -n "$(rabbit_beam_pid)" ]]; then
             log "RabbitMQ: private node $SLUICE_RABBIT_NODE already running on 127.0.0.1:${SLUICE_AMQP_PORT}"
+            RABBIT_CONF_CHANGED=0
             rabbit_prepare_dirs
+            if (( RABBIT_CONF_CHANGED )); then
+                # Listeners (the amqps one, say) are read at boot only.
+                log "RabbitMQ: configuration changed; restarting the node"
+                rabbit_stop
+                rabbit_start
+            fi
         else
             log "RabbitMQ: something else already accepts TCP on 127.0.0.1:${SLUICE_AMQP_PORT}; using it"
         fi

@@ -6,20 +6,23 @@
 #      package-lock.json)
 #   3. `npm test` in proto/js: generated types and built dist/ up to date,
 #      client unit tests (fake socket)
-#   4. cargo machete: no crate names a dependency it does not use
-#      (installed with cargo install when missing)
+#   4. cargo machete: no crate names a dependency it does not use, and
+#      cargo deny (deny.toml): crate sources, licenses, banned crates, and
+#      advisories when RustSec's database can be fetched (both installed
+#      with cargo install when missing)
 #   5. cargo build --workspace --all-targets: the binaries the end-to-end
 #      tests run and the tests themselves, in one build with one feature set
 #      (building --bins alone resolved other features and built twice)
 #   6. cargo nextest run --workspace --no-fail-fast [ARGS...]
 #      (cargo test --workspace --no-fail-fast [ARGS...] if nextest is missing)
 # Extra arguments go to the test runner. Exits non-zero if `npm test`,
-# cargo machete or the test runner failed.
+# cargo machete, cargo deny or the test runner failed.
 #
 # Exported for the tests: SLUICE_STATE_DIR, SLUICE_PG_PORT, SLUICE_AMQP_PORT,
 # SLUICE_AMQP_DIST_PORT, SLUICE_PG_FAST, SLUICE_REPO_ROOT,
 # SLUICE_SERVICES_SH (path of deploy/services.sh, to restart/kill services),
-# SLUICE_DATABASE__URL, SLUICE_AMQP__URL.
+# SLUICE_DATABASE__URL, SLUICE_AMQP__URL, SLUICE_TLS_CA, SLUICE_DB_TLS_USER,
+# SLUICE_AMQPS_PORT.
 set -euo pipefail
 
 : "${SLUICE_PG_FAST:=1}"
@@ -39,6 +42,9 @@ bash "$SLUICE_DEPLOY_DIR/provision.sh"
 : "${SLUICE_AMQP__URL:=$SLUICE_AMQP_URL}"
 SLUICE_SERVICES_SH="$SLUICE_DEPLOY_DIR/services.sh"
 export SLUICE_DATABASE__URL SLUICE_AMQP__URL SLUICE_SERVICES_SH SLUICE_REPO_ROOT
+# For the TLS tests: the throwaway CA provision.sh made, the TLS-only
+# database role, and the broker's amqps port.
+export SLUICE_TLS_CA SLUICE_DB_TLS_USER SLUICE_AMQPS_PORT
 
 if ! command -v openssl >/dev/null 2>&1; then
     log "installing openssl (the tests make throwaway TLS certificates with it)"
@@ -70,6 +76,25 @@ if command -v cargo-machete >/dev/null 2>&1; then
     cargo machete || machete_rc=$?
 fi
 
+# Where every crate comes from, its license, banned crates (deny.toml),
+# and, when RustSec's database can be fetched from github.com, known
+# advisories.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+    log "installing cargo-deny (checks crate sources, licenses, bans and advisories)"
+    cargo install cargo-deny --locked --quiet || log "WARNING: could not install cargo-deny; skipping the dependency checks"
+fi
+deny_rc=0
+if command -v cargo-deny >/dev/null 2>&1; then
+    log "running: cargo deny check bans licenses sources"
+    cargo deny --log-level error check bans licenses sources || deny_rc=$?
+    if timeout 60 cargo deny fetch db >/dev/null 2>&1; then
+        log "running: cargo deny check advisories"
+        cargo deny --log-level error check advisories || deny_rc=$?
+    else
+        log "WARNING: RustSec's advisory database could not be fetched (github.com unreachable?); advisories not checked"
+    fi
+fi
+
 log "building workspace binaries"
 phase_start="$(now_s)"
 cargo build --workspace --all-targets
@@ -88,6 +113,10 @@ log "tests finished with exit code $rc in $(elapsed_fmt "$phase_start")s (total 
 if (( rc == 0 && machete_rc != 0 )); then
     log "cargo machete found unused dependencies (exit code $machete_rc)"
     rc="$machete_rc"
+fi
+if (( rc == 0 && deny_rc != 0 )); then
+    log "cargo deny found a banned crate, a license or source not allowed, or an advisory (exit code $deny_rc)"
+    rc="$deny_rc"
 fi
 if (( rc == 0 && npm_rc != 0 )); then
     log "npm test in proto/js failed (exit code $npm_rc)"
