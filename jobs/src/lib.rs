@@ -140,7 +140,7 @@ pub async fn run_with(
         sluice_process::metrics::install_listener(addr, crate::metrics::describe)?;
         tracing::info!(%addr, "serving metrics");
     }
-    let pool = sluice_store::pool(&config.database)?;
+    let (pool, tls) = sluice_store::pool_and_connector(&config.database)?;
     wait_for_database(&pool).await?;
     sluice_store::migrate(&pool, &config.database.schema).await?;
     let retention = tokio::spawn(retention::run(
@@ -243,6 +243,7 @@ pub async fn run_with(
         );
         let runner = Arc::new(consumer::Runner {
             pool: pool.clone(),
+            tls: tls.clone(),
             handlers: handlers.clone(),
             settings: config.runner.clone(),
             events: publisher,
