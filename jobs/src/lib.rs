@@ -76,7 +76,7 @@ async fn connect_broker(config: &Config, topology: &Topology) -> Result<Broker, 
 
 async fn try_connect_broker(config: &Config, topology: &Topology) -> Result<Broker, RunError> {
     // One try: the caller retries the whole setup.
-    let conn = Arc::new(amqp::connect(&config.amqp.url, "sluice-jobs").await?);
+    let conn = Arc::new(amqp::connect(&config.amqp, "sluice-jobs").await?);
     let setup = async {
         let events_channel = amqp::ConfirmChannel::open(conn.clone().into()).await?;
         let declare = conn.create_channel().await?;
