@@ -1,12 +1,14 @@
-//! Connecting to RabbitMQ.
+//! Connecting to RabbitMQ, over TLS for `amqps://` nodes.
 
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lapin::tcp::{AMQPUriTcpExt, OwnedTLSConfig};
-use lapin::uri::AMQPUri;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties};
+
+use crate::config::AmqpConfig;
 
 /// Longest one attempt at connecting and declaring may take before it is
 /// abandoned and retried (a healthy one takes milliseconds).
@@ -35,6 +37,11 @@ pub fn nodes(url: &str) -> Result<Vec<AMQPUri>, String> {
     Ok(nodes)
 }
 
+/// Whether `node` is reached over TLS (`amqps://`).
+pub fn is_tls(node: &AMQPUri) -> bool {
+    node.scheme == AMQPScheme::AMQPS
+}
+
 /// Counts connects in this process, so that each goes to the next node.
 static TURN: AtomicUsize = AtomicUsize::new(0);
 
@@ -49,10 +56,20 @@ static TURN: AtomicUsize = AtomicUsize::new(0);
 /// over the cluster: a node that died is left for the next
 /// one at the first refused connect. User, password, vhost and options are
 /// the first URL's; the others contribute host and port.
-pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
-    let nodes = nodes(url).map_err(|e| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("amqp.url: {e}"))
-    })?;
+///
+/// An `amqps://` node is reached over TLS as [`crate::tls`] sets it up from
+/// `config` (its files are read again at each call, so renewed
+/// certificates are picked up); an `amqp://` node in plain TCP as before.
+pub async fn connect(config: &AmqpConfig, name: &str) -> Result<Connection, lapin::Error> {
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let nodes = nodes(&config.url).map_err(|e| invalid(format!("amqp.url: {e}")))?;
+    let tls = if nodes.iter().any(is_tls) {
+        let connector = crate::tls::connector(config)
+            .map_err(|(setting, e)| invalid(format!("{setting}: {e}")))?;
+        Some(connector)
+    } else {
+        None
+    };
     // lapin's own retries stay off (its default without recovery): the
     // caller's retry loop paces the attempts and bounds each one.
     let props = ConnectionProperties::default().with_connection_name(name.into());
@@ -64,10 +81,20 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> 
         async move |_, runtime| {
             let turn = std::process::id() as usize + TURN.fetch_add(1, Ordering::Relaxed);
             let node = &nodes[turn % nodes.len()];
-            tracing::debug!(host = %node.authority.host, port = node.authority.port, "connecting to a broker node");
-            AMQPUriTcpExt::connect_with_config_async(node, OwnedTLSConfig::default().as_ref(), &runtime)
-                .await
-                .map_err(lapin::Error::from)
+            tracing::debug!(host = %node.authority.host, port = node.authority.port, tls = is_tls(node), "connecting to a broker node");
+            let stream = match (is_tls(node), &tls) {
+                (true, Some(tls)) => {
+                    // TCP as for amqp://, then the handshake with Sluice's
+                    // own rustls configuration, for the node's host name.
+                    let tcp = AMQPUri { scheme: AMQPScheme::AMQP, ..node.clone() };
+                    AMQPUriTcpExt::connect_with_config_async(&tcp, OwnedTLSConfig::default().as_ref(), &runtime)
+                        .await?
+                        .into_rustls(tls, &node.authority.host)
+                        .await
+                }
+                _ => AMQPUriTcpExt::connect_with_config_async(node, OwnedTLSConfig::default().as_ref(), &runtime).await,
+            };
+            stream.map_err(lapin::Error::from)
         },
         props,
     )

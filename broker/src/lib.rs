@@ -12,6 +12,7 @@ pub mod headers;
 pub mod link;
 pub mod listen;
 pub mod publish;
+pub mod tls;
 pub mod topology;
 
 pub use config::AmqpConfig;

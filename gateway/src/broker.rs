@@ -24,7 +24,7 @@ pub async fn connect(
     config: &Config,
     topology: &Topology,
 ) -> Result<Arc<Connection>, GatewayError> {
-    let conn = Arc::new(amqp::connect(&config.amqp.url, "sluice-gateway").await?);
+    let conn = Arc::new(amqp::connect(&config.amqp, "sluice-gateway").await?);
     let declared = async {
         let declare = conn.create_channel().await?;
         topology.declare_jobs(&declare).await?;

@@ -23,7 +23,6 @@ use sluice_store::StoredEvent;
 use sluice_store::jobs::{self as lifecycle, Claim, Finish, Outcome};
 use sluice_store::lease::Leased;
 use std::panic::AssertUnwindSafe;
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -124,6 +123,9 @@ pub async fn poll_cancels(
 pub struct Runner {
     /// Connections for claims, handlers and outcomes.
     pub pool: deadpool_postgres::Pool,
+    /// The pool's TLS, for the query cancel, which opens a connection of
+    /// its own (a TLS-only server refuses a plain one).
+    pub tls: sluice_store::tls::Connector,
     /// The handler of each kind.
     pub handlers: Arc<Handlers>,
     /// Limits, attempts and retry delays.
@@ -561,7 +563,8 @@ async fn execute(
     };
     if cancel_query {
         // The handler's future is gone; stop its query on the server too.
-        if let Err(e) = server_cancel.cancel_query(NoTls).await {
+        // The cancel request is a connection of its own, with the pool's TLS.
+        if let Err(e) = server_cancel.cancel_query(runner.tls.clone()).await {
             tracing::warn!(error = %e, "could not cancel the job's query");
         }
     }

@@ -94,7 +94,7 @@ impl Dead {
 pub async fn run(config: &Config, command: DeadCommand) -> anyhow::Result<()> {
     let topology = Topology::new(&config.amqp.prefix);
     let conn = sluice_process::retry("connecting to the broker", Duration::from_secs(10), || {
-        amqp::connect(&config.amqp.url, "sluice-jobs-dead")
+        amqp::connect(&config.amqp, "sluice-jobs-dead")
     })
     .await?;
     let channel = conn.create_channel().await?;

@@ -76,7 +76,7 @@ async fn connect_broker(config: &Config, topology: &Topology) -> Result<Broker, 
 
 async fn try_connect_broker(config: &Config, topology: &Topology) -> Result<Broker, RunError> {
     // One try: the caller retries the whole setup.
-    let conn = Arc::new(amqp::connect(&config.amqp.url, "sluice-jobs").await?);
+    let conn = Arc::new(amqp::connect(&config.amqp, "sluice-jobs").await?);
     let setup = async {
         let events_channel = amqp::ConfirmChannel::open(conn.clone().into()).await?;
         let declare = conn.create_channel().await?;
@@ -140,7 +140,7 @@ pub async fn run_with(
         sluice_process::metrics::install_listener(addr, crate::metrics::describe)?;
         tracing::info!(%addr, "serving metrics");
     }
-    let pool = sluice_store::pool(&config.database)?;
+    let (pool, tls) = sluice_store::pool_and_connector(&config.database)?;
     wait_for_database(&pool).await?;
     sluice_store::migrate(&pool, &config.database.schema).await?;
     let retention = tokio::spawn(retention::run(
@@ -243,6 +243,7 @@ pub async fn run_with(
         );
         let runner = Arc::new(consumer::Runner {
             pool: pool.clone(),
+            tls: tls.clone(),
             handlers: handlers.clone(),
             settings: config.runner.clone(),
             events: publisher,

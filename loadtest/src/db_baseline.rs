@@ -72,14 +72,12 @@ struct ConnOutcome {
 pub(crate) async fn run(args: DbBaselineArgs) -> anyhow::Result<()> {
     let bar = progress(false);
     bar.set_message("connecting to PostgreSQL");
+    // TLS as the runner has it: the URL's sslmode and sslrootcert.
+    let (pg, tls) = sluice_store::tls::connect_config(&args.database_url)?;
     let mut errors = Errors::new();
     let mut clients = Vec::new();
     for _ in 0..args.connections {
-        let connect = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls),
-        )
-        .await;
+        let connect = tokio::time::timeout(Duration::from_secs(10), pg.connect(tls.clone())).await;
         match connect {
             Ok(Ok((client, connection))) => {
                 tokio::spawn(connection);

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// libpq-style URL.
+    /// libpq-style URL (or key=value string). Its `sslmode` and
+    /// `sslrootcert` are libpq's, read by [`crate::tls`].
     pub url: String,
     /// Most pooled connections this process opens.
     pub pool_size: usize,
@@ -42,6 +43,7 @@ impl DatabaseConfig {
 
     /// Checks the section; the error names the bad setting and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        crate::tls::split_reason(&self.url).map_err(|reason| ("database.url", reason))?;
         if self.pool_size == 0 {
             return Err(("database.pool_size", "must be at least 1".into()));
         }

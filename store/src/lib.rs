@@ -16,11 +16,12 @@ pub mod outbox;
 pub mod pool;
 pub mod retention;
 pub mod status;
+pub mod tls;
 
 pub use config::DatabaseConfig;
 pub use events::{NewEvent, StoredEvent};
 pub use migrate::migrate;
-pub use pool::{StoreError, check, pool};
+pub use pool::{StoreError, check, pool, pool_and_connector};
 pub use status::JobStatus;
 
 /// Sluice's own tables, which no job may write through the application's

@@ -1,12 +1,12 @@
 //! The PostgreSQL pool: every connection Sluice opens comes from here, with
-//! its search path set to Sluice's own schema.
+//! its search path set to Sluice's own schema and TLS as `database.url`'s
+//! `sslmode` asks (see [`crate::tls`]).
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
-use tokio_postgres::NoTls;
-
 use crate::config::DatabaseConfig;
+use crate::tls::Connector;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 
 /// Database failures at this crate's boundary.
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +32,16 @@ pub enum StoreError {
 /// unqualified statements can never reach the application's tables of the
 /// same name; application tables are always named with their schema.
 pub fn pool(config: &DatabaseConfig) -> Result<Pool, StoreError> {
-    let mut pg: tokio_postgres::Config = config
-        .url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| StoreError::Config(format!("database.url: {e}")))?;
+    pool_and_connector(config).map(|(pool, _)| pool)
+}
+
+/// [`pool`], and the TLS connector its connections use, for what connects
+/// to PostgreSQL outside the pool (a query cancel opens its own connection,
+/// which a TLS-only server refuses in plain text).
+pub fn pool_and_connector(config: &DatabaseConfig) -> Result<(Pool, Connector), StoreError> {
+    // The root certificates are read here, at start: a bad file fails the
+    // start, not the first connect.
+    let (mut pg, tls) = crate::tls::connect_config(&config.url)?;
     // Server-side keepalives: a session whose client host vanished (power
     // lost, network cut) is ended by PostgreSQL within about 11 s instead
     // of the kernel's two hours, and the job leases it held are freed with
@@ -55,12 +61,12 @@ pub fn pool(config: &DatabaseConfig) -> Result<Pool, StoreError> {
     // and the next query would fail. One local round trip per checkout.
     let manager = Manager::from_config(
         pg,
-        NoTls,
+        tls.clone(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Verified,
         },
     );
-    Pool::builder(manager)
+    let pool = Pool::builder(manager)
         .max_size(config.pool_size)
         .timeouts(Timeouts {
             wait: Some(config.pool_wait()),
@@ -69,7 +75,8 @@ pub fn pool(config: &DatabaseConfig) -> Result<Pool, StoreError> {
         })
         .runtime(Runtime::Tokio1)
         .build()
-        .map_err(|e| StoreError::Config(e.to_string()))
+        .map_err(|e| StoreError::Config(e.to_string()))?;
+    Ok((pool, tls))
 }
 
 /// One check that the database answers; callers wait for it at start-up
