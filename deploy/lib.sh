@@ -57,6 +57,12 @@ SLUICE_AMQP_PASSWORD=sluice
 
 SLUICE_PG_URL="postgres://${SLUICE_DB_USER}:${SLUICE_DB_PASSWORD}@127.0.0.1:${SLUICE_PG_PORT}/${SLUICE_DB_NAME}"
 SLUICE_AMQP_URL="amqp://${SLUICE_AMQP_USER}:${SLUICE_AMQP_PASSWORD}@127.0.0.1:${SLUICE_AMQP_PORT}/%2f"
+# Each process its own broker user, with only what it needs (see
+# rabbit_ensure_process_users); SLUICE_AMQP_USER is the operators'.
+SLUICE_AMQP_GATEWAY_USER=sluice_gateway
+SLUICE_AMQP_RUNNER_USER=sluice_runner
+SLUICE_GATEWAY_AMQP_URL="amqp://${SLUICE_AMQP_GATEWAY_USER}:${SLUICE_AMQP_PASSWORD}@127.0.0.1:${SLUICE_AMQP_PORT}/%2f"
+SLUICE_RUNNER_AMQP_URL="amqp://${SLUICE_AMQP_RUNNER_USER}:${SLUICE_AMQP_PASSWORD}@127.0.0.1:${SLUICE_AMQP_PORT}/%2f"
 
 # ---------------------------------------------------------------- logging ---
 
@@ -624,6 +630,35 @@ tls_ensure_certs() {
         install -o postgres -g postgres -m 0644 "$dir/server.pem" "$dir/pg-server.pem"
         install -o postgres -g postgres -m 0600 "$dir/server-key.pem" "$dir/pg-server-key.pem"
     fi
+}
+
+# The gateway's and the runner's broker users, neither an administrator,
+# each with permissions on Sluice's names only (`<prefix>.*`, any prefix
+# without a dot; set narrower ones for a shared vhost):
+# - the gateway declares the jobs and events topology and its own event
+#   queue, publishes jobs (through the default exchange) and control
+#   messages, and reads its own queue (declaring the jobs queue, with its
+#   dead-letter exchange, also takes read on it and write on `<prefix>.dlx`,
+#   which RabbitMQ checks); it may NOT publish to
+#   `<prefix>.events`, so its credentials cannot send frames to any user;
+# - the runner may use every `<prefix>.*` name: it publishes events, jobs
+#   to retry and dead letters, and reads the jobs queue.
+rabbit_ensure_process_users() {
+    local users user
+    users="$(rabbitmqctl_private -q list_users 2>/dev/null)" || return 1
+    for user in "$SLUICE_AMQP_GATEWAY_USER" "$SLUICE_AMQP_RUNNER_USER"; do
+        if ! awk -v u="$user" '$1 == u { found = 1 } END { exit !found }' <<<"$users"; then
+            log "RabbitMQ: creating user '$user'"
+            rabbitmqctl_private -q add_user "$user" "$SLUICE_AMQP_PASSWORD" >/dev/null
+        fi
+        rabbitmqctl_private -q set_user_tags "$user" >/dev/null
+    done
+    rabbitmqctl_private -q set_permissions -p / "$SLUICE_AMQP_GATEWAY_USER" \
+        '^[^.]+\.(jobs|jobs\.dead|jobs\.dead\.settle|dlx|events|control|events\..+)$' \
+        '^(amq\.default|[^.]+\.control|[^.]+\.events\..+|[^.]+\.jobs\.dead|[^.]+\.jobs\.dead\.settle|[^.]+\.dlx)$' \
+        '^([^.]+\.events|[^.]+\.events\..+|[^.]+\.dlx|[^.]+\.jobs)$' >/dev/null
+    rabbitmqctl_private -q set_permissions -p / "$SLUICE_AMQP_RUNNER_USER" \
+        '^[^.]+\..+$' '^(amq\.default|[^.]+\..+)$' '^[^.]+\..+$' >/dev/null
 }
 
 # Installs Debian packages; on a fresh machine whose package lists are stale

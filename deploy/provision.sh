@@ -188,8 +188,8 @@ provision_rabbitmq() {
         else
             log "RabbitMQ: something else already accepts TCP on 127.0.0.1:${SLUICE_AMQP_PORT}; using it"
         fi
-        if rabbit_ensure_user; then
-            log "RabbitMQ: user '${SLUICE_AMQP_USER}' ensured"
+        if rabbit_ensure_user && rabbit_ensure_process_users; then
+            log "RabbitMQ: users '${SLUICE_AMQP_USER}', '${SLUICE_AMQP_GATEWAY_USER}', '${SLUICE_AMQP_RUNNER_USER}' ensured"
         else
             log "RabbitMQ: cannot reach the node with rabbitmqctl; assuming user '${SLUICE_AMQP_USER}' is set up"
         fi
@@ -199,7 +199,8 @@ provision_rabbitmq() {
     ensure_traversable "$SLUICE_STATE_DIR"
     rabbit_start
     rabbit_ensure_user || die "RabbitMQ: could not create user '${SLUICE_AMQP_USER}'"
-    log "RabbitMQ: user '${SLUICE_AMQP_USER}' ensured"
+    rabbit_ensure_process_users || die "RabbitMQ: could not create the gateway's and the runner's users"
+    log "RabbitMQ: users '${SLUICE_AMQP_USER}', '${SLUICE_AMQP_GATEWAY_USER}', '${SLUICE_AMQP_RUNNER_USER}' ensured"
 }
 
 # ------------------------------------------------------------------ nginx ---

@@ -12,7 +12,9 @@
 # this script exits with the status of the one that died.
 #
 # Works from any directory. Settings: see deploy/lib.sh; SLUICE_DATABASE__URL
-# and SLUICE_AMQP__URL default to the private services' URLs.
+# defaults to the private PostgreSQL, and without SLUICE_AMQP__URL the
+# gateway and the runner each log in to the private RabbitMQ as their own
+# user (sluice_gateway, sluice_runner).
 set -euo pipefail
 
 LOG_PREFIX=start
@@ -32,8 +34,16 @@ log "building release binaries"
 cargo build --release -p sluice-gateway -p sluice-jobs
 
 : "${SLUICE_DATABASE__URL:=$SLUICE_PG_URL}"
-: "${SLUICE_AMQP__URL:=$SLUICE_AMQP_URL}"
-export SLUICE_DATABASE__URL SLUICE_AMQP__URL
+export SLUICE_DATABASE__URL
+# The private broker has a user for each process, with only what it needs;
+# a SLUICE_AMQP__URL given from outside is used by both.
+if [[ -n "${SLUICE_AMQP__URL:-}" ]]; then
+    GATEWAY_AMQP_URL="$SLUICE_AMQP__URL"
+    RUNNER_AMQP_URL="$SLUICE_AMQP__URL"
+else
+    GATEWAY_AMQP_URL="$SLUICE_GATEWAY_AMQP_URL"
+    RUNNER_AMQP_URL="$SLUICE_RUNNER_AMQP_URL"
+fi
 
 JOBS_BIN="$TARGET_DIR/release/sluice-jobs"
 GATEWAY_BIN="$TARGET_DIR/release/sluice-gateway"
@@ -85,7 +95,7 @@ trap 'on_signal INT 130' INT
 trap 'on_signal TERM 143' TERM
 
 log "starting sluice-jobs"
-"$JOBS_BIN" > >(sed -u 's/^/[runner] /') 2>&1 &
+SLUICE_AMQP__URL="$RUNNER_AMQP_URL" "$JOBS_BIN" > >(sed -u 's/^/[runner] /') 2>&1 &
 RUNNER_PID=$!
 # The gateway shares this machine's CPUs with PostgreSQL and the runner:
 # realtime round-robin scheduling lets it answer at once while a batch runs
@@ -101,7 +111,7 @@ if [[ "$RT_PRIORITY" != 0 ]]; then
     fi
 fi
 log "starting sluice-gateway${GATEWAY_PREFIX[*]:+ under ${GATEWAY_PREFIX[*]}}"
-SLUICE_GATEWAY__DEV_MODE="${SLUICE_GATEWAY__DEV_MODE:-true}" \
+SLUICE_GATEWAY__DEV_MODE="${SLUICE_GATEWAY__DEV_MODE:-true}" SLUICE_AMQP__URL="$GATEWAY_AMQP_URL" \
     "${GATEWAY_PREFIX[@]}" "$GATEWAY_BIN" > >(sed -u 's/^/[gateway] /') 2>&1 &
 GATEWAY_PID=$!
 log "runner pid $RUNNER_PID, gateway pid $GATEWAY_PID; Ctrl-C stops both"

@@ -45,6 +45,9 @@ export SLUICE_DATABASE__URL SLUICE_AMQP__URL SLUICE_SERVICES_SH SLUICE_REPO_ROOT
 # For the TLS tests: the throwaway CA provision.sh made, the TLS-only
 # database role, and the broker's amqps port.
 export SLUICE_TLS_CA SLUICE_DB_TLS_USER SLUICE_AMQPS_PORT
+# Each process its own broker user, as in production (the harness gives the
+# gateways and the runner these unless a test says otherwise).
+export SLUICE_GATEWAY_AMQP_URL SLUICE_RUNNER_AMQP_URL
 
 if ! command -v openssl >/dev/null 2>&1; then
     log "installing openssl (the tests make throwaway TLS certificates with it)"

@@ -33,7 +33,21 @@ impl ControlPublisher {
 
     /// Asks every runner to cancel `job_id` if it is running it.
     pub async fn cancel(&self, job_id: Uuid) -> Result<(), PublishError> {
-        let body = serde_json::to_vec(&ControlMessage::Cancel { job_id }).unwrap_or_default();
+        self.send(&ControlMessage::Cancel { job_id }).await
+    }
+
+    /// Asks the runners to publish the event `seq` of `user` from the
+    /// outbox (see [`ControlMessage::PublishEvent`]).
+    pub async fn publish_event(&self, user: &str, seq: u64) -> Result<(), PublishError> {
+        self.send(&ControlMessage::PublishEvent {
+            user: user.to_owned(),
+            seq,
+        })
+        .await
+    }
+
+    async fn send(&self, message: &ControlMessage) -> Result<(), PublishError> {
+        let body = serde_json::to_vec(message).unwrap_or_default();
         self.channel
             .publish(
                 &self.exchange,

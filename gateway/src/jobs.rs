@@ -136,20 +136,15 @@ async fn take_out_of_outbox(state: &AppState, job_id: Uuid) {
     }
 }
 
-/// Publishes an event the gateway committed and takes it out of the
-/// outbox, on a connection of its own; on failure the relay sends it later.
+/// Has an event the gateway committed published: the gateway's broker user
+/// may not publish to the events exchange (no one holding the gateway's
+/// credentials can send frames to any user), so it asks the runners, which
+/// publish it from the outbox at once. If that message fails, a runner's
+/// relay round publishes it a little later.
 async fn publish_committed(state: &AppState, event: &StoredEvent) {
-    if let Err(e) = state.outbox.send_event(event).await {
-        tracing::warn!(seq = event.seq, error = %e, "event publish failed; the relay will retry");
-        return;
-    }
-    let marked = async {
-        let client = state.pool.get().await?;
-        Ok::<_, CommandError>(outbox::mark_published(&**client, &event.user, event.seq).await?)
-    };
-    if let Err(e) = marked.await {
-        // Sessions drop the relay's duplicate by seq.
-        tracing::warn!(seq = event.seq, error = %e, "could not mark event published");
+    if let Err(e) = state.control.publish_event(&event.user, event.seq).await {
+        tracing::warn!(seq = event.seq, error = %e,
+            "could not ask the runners to publish an event; the relay will");
     }
 }
 

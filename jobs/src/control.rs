@@ -1,20 +1,26 @@
-//! The runner's control queue: cancel requests broadcast by gateways.
+//! The runner's control queue: cancel requests broadcast by gateways, and
+//! events a gateway committed for a runner to publish.
 
 use std::sync::Arc;
 
+use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use lapin::Connection;
 use sluice_broker::{self as amqp, Topology};
+use sluice_outbox::{Publisher, relay};
 use sluice_proto::ControlMessage;
 
 use crate::consumer::InFlight;
 
 /// Consumes this runner's own queue on the control exchange until the
-/// connection ends, cancelling the jobs it is asked to.
+/// connection ends, cancelling the jobs it is asked to and publishing the
+/// events it is asked to.
 pub async fn consume(
     conn: &Connection,
     topology: &Topology,
     in_flight: Arc<InFlight>,
+    pool: Pool,
+    publisher: Arc<Publisher>,
 ) -> Result<(), lapin::Error> {
     let channel = conn.create_channel().await?;
     topology.declare_control(&channel).await?;
@@ -33,6 +39,16 @@ pub async fn consume(
                 if in_flight.cancel(job_id) {
                     tracing::info!(%job_id, "cancel requested for a job this runner holds");
                 }
+            }
+            Ok(ControlMessage::PublishEvent { user, seq }) => {
+                // Its own task: a slow database must not hold up cancels.
+                let (pool, publisher) = (pool.clone(), publisher.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = relay::publish_one(&pool, &publisher, &user, seq).await {
+                        tracing::warn!(seq, error = %e,
+                            "could not publish a gateway's event; the relay's next round will");
+                    }
+                });
             }
             Err(e) => tracing::warn!(error = %e, "ignoring undecodable control message"),
         }

@@ -197,8 +197,11 @@ pub async fn run_with(
             let topology = topology.clone();
             let in_flight = in_flight.clone();
             let incarnation = incarnation.clone();
+            let pool = pool.clone();
+            let publisher = publisher.clone();
             tokio::spawn(async move {
-                if let Err(e) = control::consume(&conn, &topology, in_flight).await {
+                if let Err(e) = control::consume(&conn, &topology, in_flight, pool, publisher).await
+                {
                     tracing::warn!(error = %e, "control consumer ended");
                 }
                 // Without it cancels are missed: rebuild the broker side.

@@ -189,6 +189,17 @@ pub enum ControlMessage {
         /// The job to stop.
         job_id: Uuid,
     },
+    /// A gateway committed this event (the `cancelled` of a job it
+    /// cancelled while queued): publish it from the outbox. The gateway's
+    /// broker user may not publish to the events exchange, so a runner
+    /// does; the first to lock the row publishes it, and a runner that
+    /// misses the message relays it on its next round.
+    PublishEvent {
+        /// Whose log holds it.
+        user: String,
+        /// Its seq in that log.
+        seq: u64,
+    },
 }
 
 #[cfg(test)]
@@ -199,6 +210,12 @@ mod tests {
     fn control_messages_round_trip() {
         let m = ControlMessage::Cancel {
             job_id: Uuid::nil(),
+        };
+        let bytes = serde_json::to_vec(&m).unwrap();
+        assert_eq!(serde_json::from_slice::<ControlMessage>(&bytes).unwrap(), m);
+        let m = ControlMessage::PublishEvent {
+            user: "alice".into(),
+            seq: 7,
         };
         let bytes = serde_json::to_vec(&m).unwrap();
         assert_eq!(serde_json::from_slice::<ControlMessage>(&bytes).unwrap(), m);

@@ -406,7 +406,9 @@ impl System {
 
     fn start_gateway(&mut self, i: usize) {
         let gateway = &self.gateways[i];
-        let settings = self.settings(gateway.port, &self.options.gateway_env);
+        let mut extra = vec![("SLUICE_AMQP__URL".to_owned(), gateway_amqp_url())];
+        extra.extend(self.options.gateway_env.iter().cloned());
+        let settings = self.settings(gateway.port, &extra);
         let running = if self.options.processes {
             let log = format!("gateway{i}-{}.log", gateway.starts + 1);
             Running::Process(self.command("sluice-gateway", &log, &settings))
@@ -461,7 +463,10 @@ impl System {
             .runner_metrics_port
             .map(|port| format!("127.0.0.1:{port}"))
             .unwrap_or_default();
-        let mut extra = vec![("SLUICE_RUNNER__METRICS_LISTEN".to_owned(), metrics_listen)];
+        let mut extra = vec![
+            ("SLUICE_AMQP__URL".to_owned(), runner_amqp_url()),
+            ("SLUICE_RUNNER__METRICS_LISTEN".to_owned(), metrics_listen),
+        ];
         extra.extend(self.options.runner_env.iter().cloned());
         let settings = self.settings(1, &extra);
         let running = if self.options.processes {
@@ -1023,7 +1028,23 @@ fn alarm_listed() -> bool {
         .unwrap_or(false)
 }
 
-/// The AMQP URL the binaries use (same default, same override).
+/// The gateway's broker URL: its own user, which may not publish to the
+/// events exchange (`SLUICE_GATEWAY_AMQP_URL`, from deploy/test.sh).
+pub fn gateway_amqp_url() -> String {
+    std::env::var("SLUICE_GATEWAY_AMQP_URL").unwrap_or_else(|_| {
+        amqp_url().replacen("amqp://sluice:sluice@", "amqp://sluice_gateway:sluice@", 1)
+    })
+}
+
+/// The runner's broker URL: its own user (`SLUICE_RUNNER_AMQP_URL`).
+pub fn runner_amqp_url() -> String {
+    std::env::var("SLUICE_RUNNER_AMQP_URL").unwrap_or_else(|_| {
+        amqp_url().replacen("amqp://sluice:sluice@", "amqp://sluice_runner:sluice@", 1)
+    })
+}
+
+/// The operators' AMQP URL (an administrator: the harness deletes each
+/// system's queues with it); same default and override as the binaries.
 pub fn amqp_url() -> String {
     std::env::var("SLUICE_AMQP__URL")
         .unwrap_or_else(|_| "amqp://sluice:sluice@127.0.0.1:25682/%2f".into())
