@@ -218,6 +218,19 @@ pg_cluster_pids() {
     return 0
 }
 
+# Moves TMP over FILE (owned by postgres, mode 0600) unless FILE already
+# holds the same; returns 1 when it did, so callers reload only on change.
+pg_install_if_changed() {
+    local tmp="$1" file="$2"
+    if [[ -f "$file" ]] && cmp -s "$tmp" "$file"; then
+        rm -f "$tmp"
+        return 1
+    fi
+    install -o postgres -g postgres -m 0600 "$tmp" "$file"
+    rm -f "$tmp"
+    return 0
+}
+
 # Write the cluster's settings file. Returns 0 if it changed.
 pg_write_settings() {
     local file="$1" tmp
@@ -251,13 +264,7 @@ pg_write_settings() {
             echo "full_page_writes = on"
         fi
     } >"$tmp"
-    if [[ -f "$file" ]] && cmp -s "$tmp" "$file"; then
-        rm -f "$tmp"
-        return 1
-    fi
-    install -o postgres -g postgres -m 0600 "$tmp" "$file"
-    rm -f "$tmp"
-    return 0
+    pg_install_if_changed "$tmp" "$file"
 }
 
 # Writes the cluster's pg_hba.conf: peer over the private socket, passwords
@@ -274,13 +281,7 @@ hostnossl all  ${SLUICE_DB_TLS_USER} ::1/128      reject
 host      all  all  127.0.0.1/32          scram-sha-256
 host      all  all  ::1/128               scram-sha-256
 EOF
-    if [[ -f "$file" ]] && cmp -s "$tmp" "$file"; then
-        rm -f "$tmp"
-        return 1
-    fi
-    install -o postgres -g postgres -m 0600 "$tmp" "$file"
-    rm -f "$tmp"
-    return 0
+    pg_install_if_changed "$tmp" "$file"
 }
 
 # Remove lock files left by a server that was killed and whose PID is gone
