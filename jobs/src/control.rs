@@ -12,6 +12,9 @@ use sluice_proto::ControlMessage;
 
 use crate::consumer::InFlight;
 
+/// How many publishes of gateways' events may run at once.
+const PUBLISH_TASKS: usize = 16;
+
 /// Consumes this runner's own queue on the control exchange until the
 /// connection ends, cancelling the jobs it is asked to and publishing the
 /// events it is asked to.
@@ -32,6 +35,7 @@ pub async fn consume(
         uuid::Uuid::new_v4().simple()
     );
     let mut consumer = amqp::listen(&channel, &name, &topology.control_exchange, "").await?;
+    let publishing = Arc::new(tokio::sync::Semaphore::new(PUBLISH_TASKS));
     while let Some(next) = consumer.next().await {
         let message = next?;
         match serde_json::from_slice::<ControlMessage>(&message.data) {
@@ -41,13 +45,19 @@ pub async fn consume(
                 }
             }
             Ok(ControlMessage::PublishEvent { user, seq }) => {
-                // Its own task: a slow database must not hold up cancels.
+                // Its own task, so a slow database does not hold up cancels;
+                // at most PUBLISH_TASKS at once, so a flood of these cannot
+                // grow memory: past that the relay's next round publishes it.
+                let Ok(permit) = publishing.clone().try_acquire_owned() else {
+                    continue;
+                };
                 let (pool, publisher) = (pool.clone(), publisher.clone());
                 tokio::spawn(async move {
                     if let Err(e) = relay::publish_one(&pool, &publisher, &user, seq).await {
                         tracing::warn!(seq, error = %e,
                             "could not publish a gateway's event; the relay's next round will");
                     }
+                    drop(permit);
                 });
             }
             Err(e) => tracing::warn!(error = %e, "ignoring undecodable control message"),
