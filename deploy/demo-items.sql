@@ -7,3 +7,12 @@ CREATE TABLE IF NOT EXISTS public.items (
     value      text        NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- batch_upsert runs as the runner's role, which may write only what the
+-- application grants it (here the provisioning's sluice_runner).
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'sluice_runner') THEN
+        GRANT SELECT, INSERT, UPDATE ON public.items TO sluice_runner;
+    END IF;
+END
+$$;

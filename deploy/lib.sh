@@ -63,6 +63,13 @@ SLUICE_AMQP_GATEWAY_USER=sluice_gateway
 SLUICE_AMQP_RUNNER_USER=sluice_runner
 SLUICE_GATEWAY_AMQP_URL="amqp://${SLUICE_AMQP_GATEWAY_USER}:${SLUICE_AMQP_PASSWORD}@127.0.0.1:${SLUICE_AMQP_PORT}/%2f"
 SLUICE_RUNNER_AMQP_URL="amqp://${SLUICE_AMQP_RUNNER_USER}:${SLUICE_AMQP_PASSWORD}@127.0.0.1:${SLUICE_AMQP_PORT}/%2f"
+# And its own database role (the defaults of database.gateway_role and
+# database.runner_role, granted by `sluice-jobs migrate`); SLUICE_DB_USER
+# owns the database and the schema, and migrates it.
+SLUICE_DB_GATEWAY_USER=sluice_gateway
+SLUICE_DB_RUNNER_USER=sluice_runner
+SLUICE_GATEWAY_PG_URL="postgres://${SLUICE_DB_GATEWAY_USER}:${SLUICE_DB_PASSWORD}@127.0.0.1:${SLUICE_PG_PORT}/${SLUICE_DB_NAME}"
+SLUICE_RUNNER_PG_URL="postgres://${SLUICE_DB_RUNNER_USER}:${SLUICE_DB_PASSWORD}@127.0.0.1:${SLUICE_PG_PORT}/${SLUICE_DB_NAME}"
 
 # ---------------------------------------------------------------- logging ---
 

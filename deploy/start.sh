@@ -12,8 +12,9 @@
 # this script exits with the status of the one that died.
 #
 # Works from any directory. Settings: see deploy/lib.sh; SLUICE_DATABASE__URL
-# defaults to the private PostgreSQL, and without SLUICE_AMQP__URL the
-# gateway and the runner each log in to the private RabbitMQ as their own
+# defaults to the private PostgreSQL's owner role, which migrates, and
+# without SLUICE_AMQP__URL and SLUICE_DATABASE__URL the gateway and the
+# runner each log in to the private RabbitMQ and PostgreSQL as their own
 # user (sluice_gateway, sluice_runner).
 set -euo pipefail
 
@@ -43,6 +44,16 @@ if [[ -n "${SLUICE_AMQP__URL:-}" ]]; then
 else
     GATEWAY_AMQP_URL="$SLUICE_GATEWAY_AMQP_URL"
     RUNNER_AMQP_URL="$SLUICE_RUNNER_AMQP_URL"
+fi
+
+# Likewise a database role each; the owner's URL (SLUICE_DATABASE__URL)
+# only migrates. A SLUICE_DATABASE__URL given from outside is used by all.
+if [[ -n "${SLUICE_DATABASE__URL:-}" && "$SLUICE_DATABASE__URL" != "$SLUICE_PG_URL" ]]; then
+    GATEWAY_PG_URL="$SLUICE_DATABASE__URL"
+    RUNNER_PG_URL="$SLUICE_DATABASE__URL"
+else
+    GATEWAY_PG_URL="$SLUICE_GATEWAY_PG_URL"
+    RUNNER_PG_URL="$SLUICE_RUNNER_PG_URL"
 fi
 
 JOBS_BIN="$TARGET_DIR/release/sluice-jobs"
@@ -95,7 +106,7 @@ trap 'on_signal INT 130' INT
 trap 'on_signal TERM 143' TERM
 
 log "starting sluice-jobs"
-SLUICE_AMQP__URL="$RUNNER_AMQP_URL" "$JOBS_BIN" > >(sed -u 's/^/[runner] /') 2>&1 &
+SLUICE_AMQP__URL="$RUNNER_AMQP_URL" SLUICE_DATABASE__URL="$RUNNER_PG_URL" "$JOBS_BIN" > >(sed -u 's/^/[runner] /') 2>&1 &
 RUNNER_PID=$!
 # The gateway shares this machine's CPUs with PostgreSQL and the runner:
 # realtime round-robin scheduling lets it answer at once while a batch runs
@@ -112,6 +123,7 @@ if [[ "$RT_PRIORITY" != 0 ]]; then
 fi
 log "starting sluice-gateway${GATEWAY_PREFIX[*]:+ under ${GATEWAY_PREFIX[*]}}"
 SLUICE_GATEWAY__DEV_MODE="${SLUICE_GATEWAY__DEV_MODE:-true}" SLUICE_AMQP__URL="$GATEWAY_AMQP_URL" \
+    SLUICE_DATABASE__URL="$GATEWAY_PG_URL" \
     "${GATEWAY_PREFIX[@]}" "$GATEWAY_BIN" > >(sed -u 's/^/[gateway] /') 2>&1 &
 GATEWAY_PID=$!
 log "runner pid $RUNNER_PID, gateway pid $GATEWAY_PID; Ctrl-C stops both"

@@ -13,7 +13,8 @@
 #   5. cargo build --workspace --all-targets: the binaries the end-to-end
 #      tests run and the tests themselves, in one build with one feature set
 #      (building --bins alone resolved other features and built twice)
-#   6. cargo nextest run --workspace --no-fail-fast [ARGS...]
+#   6. sluice-jobs migrate, as the database's owner
+#   7. cargo nextest run --workspace --no-fail-fast [ARGS...]
 #      (cargo test --workspace --no-fail-fast [ARGS...] if nextest is missing)
 # Extra arguments go to the test runner. Exits non-zero if `npm test`,
 # cargo machete, cargo deny or the test runner failed.
@@ -22,7 +23,8 @@
 # SLUICE_AMQP_DIST_PORT, SLUICE_PG_FAST, SLUICE_REPO_ROOT,
 # SLUICE_SERVICES_SH (path of deploy/services.sh, to restart/kill services),
 # SLUICE_DATABASE__URL, SLUICE_AMQP__URL, SLUICE_TLS_CA, SLUICE_DB_TLS_USER,
-# SLUICE_AMQPS_PORT.
+# SLUICE_AMQPS_PORT, SLUICE_GATEWAY_AMQP_URL, SLUICE_RUNNER_AMQP_URL,
+# SLUICE_GATEWAY_PG_URL, SLUICE_RUNNER_PG_URL.
 set -euo pipefail
 
 : "${SLUICE_PG_FAST:=1}"
@@ -48,6 +50,9 @@ export SLUICE_TLS_CA SLUICE_DB_TLS_USER SLUICE_AMQPS_PORT
 # Each process its own broker user, as in production (the harness gives the
 # gateways and the runner these unless a test says otherwise).
 export SLUICE_GATEWAY_AMQP_URL SLUICE_RUNNER_AMQP_URL
+# And its own database role; SLUICE_DATABASE__URL is the owner's, which
+# migrates (below) and which the tests' own assertions use.
+export SLUICE_GATEWAY_PG_URL SLUICE_RUNNER_PG_URL
 
 if ! command -v openssl >/dev/null 2>&1; then
     log "installing openssl (the tests make throwaway TLS certificates with it)"
@@ -102,6 +107,11 @@ log "building workspace binaries"
 phase_start="$(now_s)"
 cargo build --workspace --all-targets
 log "build done in $(elapsed_fmt "$phase_start")s"
+
+# Once, as the owner: the gateways and runners the tests start log in as
+# roles that may not migrate, and find the schema current.
+log "running database migrations"
+"${CARGO_TARGET_DIR:-$SLUICE_REPO_ROOT/target}/debug/sluice-jobs" migrate
 
 rc=0
 phase_start="$(now_s)"

@@ -36,16 +36,6 @@ impl ControlPublisher {
         self.send(&ControlMessage::Cancel { job_id }).await
     }
 
-    /// Asks the runners to publish the event `seq` of `user` from the
-    /// outbox (see [`ControlMessage::PublishEvent`]).
-    pub async fn publish_event(&self, user: &str, seq: u64) -> Result<(), PublishError> {
-        self.send(&ControlMessage::PublishEvent {
-            user: user.to_owned(),
-            seq,
-        })
-        .await
-    }
-
     async fn send(&self, message: &ControlMessage) -> Result<(), PublishError> {
         let body = serde_json::to_vec(message).unwrap_or_default();
         self.channel

@@ -6,9 +6,9 @@ use crate::metrics as m;
 use serde_json::value::RawValue;
 use sluice_broker::PublishError;
 use sluice_proto::{JobEnvelope, JobKind};
+use sluice_store::JobStatus;
 use sluice_store::jobs::{self as lifecycle, Admission, CancelOutcome, RunCheck};
 use sluice_store::outbox;
-use sluice_store::{JobStatus, StoredEvent};
 use uuid::Uuid;
 
 use crate::state::AppState;
@@ -136,18 +136,6 @@ async fn take_out_of_outbox(state: &AppState, job_id: Uuid) {
     }
 }
 
-/// Has an event the gateway committed published: the gateway's broker user
-/// may not publish to the events exchange (no one holding the gateway's
-/// credentials can send frames to any user), so it asks the runners, which
-/// publish it from the outbox at once. If that message fails, a runner's
-/// relay round publishes it a little later.
-async fn publish_committed(state: &AppState, event: &StoredEvent) {
-    if let Err(e) = state.control.publish_event(&event.user, event.seq).await {
-        tracing::warn!(seq = event.seq, error = %e,
-            "could not ask the runners to publish an event; the relay will");
-    }
-}
-
 /// Counts a refused submission under `reason` (an error code).
 pub fn count_rejected(reason: &'static str) {
     metrics::counter!(m::JOBS_REJECTED, "reason" => reason).increment(1);
@@ -216,10 +204,9 @@ pub async fn run_created(state: &AppState, user: &str, job_id: Uuid) -> Result<(
 /// What a cancel did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cancelled {
-    /// Not started yet: cancelled now, its `cancelled` event published.
-    Now,
-    /// Running: its runner was asked to stop; `cancelled` follows.
-    Requested,
+    /// Not ended (it has this status): recorded, and the runners were told;
+    /// the `cancelled` event follows from a runner.
+    Requested(JobStatus),
     /// Already ended with this status; nothing changed.
     AlreadyEnded(JobStatus),
 }
@@ -249,19 +236,17 @@ pub async fn cancel(
     Ok(match outcome {
         CancelOutcome::NotFound => return Err(CommandError::NotFound),
         CancelOutcome::AlreadyEnded(status) => Cancelled::AlreadyEnded(status),
-        CancelOutcome::Cancelled(event) => {
-            publish_committed(state, &event).await;
-            Cancelled::Now
-        }
-        CancelOutcome::Requested => {
-            // The request is committed and the runner reads it at its next
-            // poll (`runner.cancel_poll_ms`) and at the job's finish; this
-            // message only wakes it sooner, so its failure fails nothing.
+        CancelOutcome::Requested(status) => {
+            // The request is committed. A runner holding the job reads it at
+            // its next poll (`runner.cancel_poll_ms`) and at the job's
+            // finish; for a job none holds yet, a runner's sweep ends it
+            // within the same poll. This message only makes both happen at
+            // once, so its failure fails nothing.
             if let Err(e) = state.control.cancel(job_id).await {
                 tracing::warn!(%job_id, error = %e,
-                    "cancel recorded but its wake-up message failed; the runner's poll finds it");
+                    "cancel recorded but its wake-up message failed; the runners' poll finds it");
             }
-            Cancelled::Requested
+            Cancelled::Requested(status)
         }
     })
 }

@@ -82,7 +82,7 @@ pub async fn serve(
         sluice_store::check(&pool)
     })
     .await?;
-    sluice_store::migrate(&pool, &config.database.schema).await?;
+    sluice_store::ensure_current(&pool, &config.database).await?;
 
     let topology = Topology::new(&config.amqp.prefix);
     let publish_timeout = Duration::from_millis(config.amqp.publish_timeout_ms);

@@ -38,7 +38,7 @@ const START_PATIENCE: Duration = Duration::from_secs(60);
 pub async fn migrate(config: &Config) -> Result<(), sluice_store::StoreError> {
     let pool = sluice_store::pool(&config.database)?;
     wait_for_database(&pool).await?;
-    sluice_store::migrate(&pool, &config.database.schema).await?;
+    sluice_store::migrate(&pool, &config.database).await?;
     Ok(())
 }
 
@@ -142,7 +142,7 @@ pub async fn run_with(
     }
     let (pool, tls) = sluice_store::pool_and_connector(&config.database)?;
     wait_for_database(&pool).await?;
-    sluice_store::migrate(&pool, &config.database.schema).await?;
+    sluice_store::ensure_current(&pool, &config.database).await?;
     let retention = tokio::spawn(retention::run(
         pool.clone(),
         retention::Retention {
@@ -199,8 +199,11 @@ pub async fn run_with(
             let incarnation = incarnation.clone();
             let pool = pool.clone();
             let publisher = publisher.clone();
+            let cancel_poll_ms = config.runner.cancel_poll_ms;
             tokio::spawn(async move {
-                if let Err(e) = control::consume(&conn, &topology, in_flight, pool, publisher).await
+                let sweep = Duration::from_millis(cancel_poll_ms);
+                if let Err(e) =
+                    control::consume(&conn, &topology, in_flight, pool, publisher, sweep).await
                 {
                     tracing::warn!(error = %e, "control consumer ended");
                 }

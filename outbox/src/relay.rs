@@ -126,28 +126,6 @@ pub async fn run(
     }
 }
 
-/// Publishes one committed event that a gateway asked for (see
-/// [`sluice_proto::ControlMessage::PublishEvent`]), at once rather than at
-/// the next round: the gateway may not publish events itself. `Ok(false)`:
-/// already published, or another runner is publishing it.
-pub async fn publish_one(
-    pool: &Pool,
-    publisher: &Publisher,
-    user: &str,
-    seq: u64,
-) -> Result<bool, RelayError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let Some(event) = outbox::take_one_unpublished(&*tx, user, seq).await? else {
-        return Ok(false);
-    };
-    // Marked published in this transaction; on failure the row stays for
-    // the next round.
-    let sent = publisher.publish_stored(&*tx, &event).await;
-    tx.commit().await?;
-    Ok(sent)
-}
-
 /// One round: publishes the oldest unpublished events and jobs.
 pub async fn round(
     pool: &Pool,

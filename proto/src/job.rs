@@ -185,20 +185,11 @@ impl OwnedJobEnvelope {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ControlMessage {
     /// Stop this job if you are running it: cancel its query, roll back.
+    /// If no runner has taken it yet, end it as `cancelled` (the gateway
+    /// records only the request).
     Cancel {
         /// The job to stop.
         job_id: Uuid,
-    },
-    /// A gateway committed this event (the `cancelled` of a job it
-    /// cancelled while queued): publish it from the outbox. The gateway's
-    /// broker user may not publish to the events exchange, so a runner
-    /// does; the first to lock the row publishes it, and a runner that
-    /// misses the message relays it on its next round.
-    PublishEvent {
-        /// Whose log holds it.
-        user: String,
-        /// Its seq in that log.
-        seq: u64,
     },
 }
 
@@ -210,12 +201,6 @@ mod tests {
     fn control_messages_round_trip() {
         let m = ControlMessage::Cancel {
             job_id: Uuid::nil(),
-        };
-        let bytes = serde_json::to_vec(&m).unwrap();
-        assert_eq!(serde_json::from_slice::<ControlMessage>(&bytes).unwrap(), m);
-        let m = ControlMessage::PublishEvent {
-            user: "alice".into(),
-            seq: 7,
         };
         let bytes = serde_json::to_vec(&m).unwrap();
         assert_eq!(serde_json::from_slice::<ControlMessage>(&bytes).unwrap(), m);

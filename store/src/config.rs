@@ -19,6 +19,13 @@ pub struct DatabaseConfig {
     /// The schema of Sluice's own tables (jobs, events, outbox, migration
     /// history), apart from the application's tables in `public`.
     pub schema: String,
+    /// The gateway's database role, granted what the gateway needs (and no
+    /// more) by `sluice-jobs migrate`; empty grants nothing. A role that
+    /// does not exist is skipped with a warning.
+    pub gateway_role: String,
+    /// The runner's database role, granted everything in Sluice's schema
+    /// but ownership; empty grants nothing.
+    pub runner_role: String,
 }
 
 impl Default for DatabaseConfig {
@@ -28,6 +35,8 @@ impl Default for DatabaseConfig {
             pool_size: 16,
             pool_wait_ms: 5_000,
             schema: "sluice".into(),
+            gateway_role: "sluice_gateway".into(),
+            runner_role: "sluice_runner".into(),
         }
     }
 }
@@ -53,7 +62,20 @@ impl DatabaseConfig {
                 format!("must be at most {MAX_POOL_WAIT_MS}"),
             ));
         }
-        check_schema_name(&self.schema).map_err(|reason| ("database.schema", reason))
+        check_schema_name(&self.schema).map_err(|reason| ("database.schema", reason))?;
+        for (setting, role) in [
+            ("database.gateway_role", &self.gateway_role),
+            ("database.runner_role", &self.runner_role),
+        ] {
+            if !role.is_empty() && !is_plain_identifier(role) {
+                return Err((
+                    setting,
+                    "must be empty or a lower-case identifier (a-z, 0-9, _), at most 63 characters"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -61,13 +83,7 @@ impl DatabaseConfig {
 /// (so it never needs quoting), and not one PostgreSQL or the application
 /// already uses.
 fn check_schema_name(name: &str) -> Result<(), String> {
-    let plain = !name.is_empty()
-        && name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !plain {
+    if !is_plain_identifier(name) {
         return Err("must be a lower-case identifier (a-z, 0-9, _), at most 63 characters".into());
     }
     if name == "public" || name == "information_schema" || name.starts_with("pg_") {
@@ -76,6 +92,16 @@ fn check_schema_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A name that never needs quoting in SQL, so it may be spliced.
+fn is_plain_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 #[cfg(test)]
@@ -104,5 +130,19 @@ mod tests {
             assert_eq!(setting, "database.schema", "{bad:?}");
         }
         assert!(with(&"s".repeat(64)).validate().is_err());
+    }
+
+    #[test]
+    fn role_names_are_plain_or_empty() {
+        let with = |role: &str| DatabaseConfig {
+            gateway_role: role.into(),
+            ..DatabaseConfig::default()
+        };
+        with("").validate().unwrap();
+        with("app_gateway").validate().unwrap();
+        for bad in ["Gateway", "a b", "x;drop role y", "1a"] {
+            let (setting, _) = with(bad).validate().unwrap_err();
+            assert_eq!(setting, "database.gateway_role", "{bad:?}");
+        }
     }
 }

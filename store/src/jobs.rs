@@ -573,15 +573,20 @@ pub enum CancelOutcome {
     NotFound,
     /// The job had already ended with this status; nothing changed.
     AlreadyEnded(JobStatus),
-    /// The job had not started: it is now cancelled; publish this event.
-    Cancelled(StoredEvent),
-    /// The job is running: its runner must stop it and record `cancelled`.
-    Requested,
+    /// The job had not ended (it had this status): the request is recorded
+    /// and a runner ends it as `cancelled`.
+    Requested(JobStatus),
 }
 
-/// Cancels the user's job if it has not ended. Run in a transaction.
-/// A hidden job counts as not found unless `hidden_too` (a repeated
-/// `DELETE`, which must answer as the first did: a proxy may resend it).
+/// Records a cancel of the user's job if it has not ended. Run in a
+/// transaction. A hidden job counts as not found unless `hidden_too` (a
+/// repeated `DELETE`, which must answer as the first did: a proxy may
+/// resend it).
+///
+/// Only the request is written, whether the job runs or waits: its outcome
+/// and event are a runner's to write (the gateway's database role may not),
+/// the one holding it, or for a job no runner holds, any runner, through
+/// [`cancel_unstarted`].
 pub async fn request_cancel<C: GenericClient>(
     tx: &C,
     user: &str,
@@ -600,22 +605,60 @@ pub async fn request_cancel<C: GenericClient>(
     };
     match status_of(&row, 0) {
         status if status.is_terminal() => Ok(CancelOutcome::AlreadyEnded(status)),
-        JobStatus::Running => {
+        status => {
             tx.execute(
                 "UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1",
                 &[&job_id],
             )
             .await?;
-            Ok(CancelOutcome::Requested)
+            Ok(CancelOutcome::Requested(status))
         }
-        _ => match finish_job(tx, job_id, user, Outcome::Cancelled).await? {
-            Finish::Recorded(event) => Ok(CancelOutcome::Cancelled(event)),
-            // Not reached: the row is locked and was not terminal.
-            Finish::AlreadyEnded | Finish::CancelRequested => {
-                Ok(CancelOutcome::AlreadyEnded(JobStatus::Cancelled))
-            }
-        },
     }
+}
+
+/// Ends as `cancelled` a job whose cancel was requested before any runner
+/// took it (`created`, or `queued` with its message not yet delivered).
+/// Run in a transaction; `None` if the job is not such a job any more (a
+/// runner took it, or it ended), else its event, to publish after commit.
+pub async fn cancel_unstarted<C: GenericClient>(
+    tx: &C,
+    job_id: uuid::Uuid,
+) -> Result<Option<StoredEvent>, tokio_postgres::Error> {
+    let Some(row) = tx
+        .query_typed_opt(
+            "SELECT user_id FROM jobs
+             WHERE id = $1 AND cancel_requested AND status IN ('created', 'queued')
+             FOR UPDATE SKIP LOCKED",
+            &[(&job_id, Type::UUID)],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let user: String = row.get(0);
+    Ok(
+        match finish_job(tx, job_id, &user, Outcome::Cancelled).await? {
+            Finish::Recorded(event) => Some(event),
+            Finish::AlreadyEnded | Finish::CancelRequested => None,
+        },
+    )
+}
+
+/// Up to `limit` jobs whose cancel was requested before a runner took them,
+/// oldest request first, for [`cancel_unstarted`]: what a runner sweeps
+/// when the control message that should have ended them was lost.
+pub async fn unstarted_cancels<C: GenericClient>(
+    client: &C,
+    limit: i64,
+) -> Result<Vec<uuid::Uuid>, tokio_postgres::Error> {
+    let rows = client
+        .query_typed(
+            "SELECT id FROM jobs WHERE cancel_requested AND status IN ('created', 'queued')
+             ORDER BY updated_at LIMIT $1",
+            &[(&limit, Type::INT8)],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// Hides the user's job from reads and listings (`DELETE /v1/jobs/{id}`).
@@ -657,7 +700,7 @@ pub async fn check_run<C: GenericClient>(
 ) -> Result<RunCheck, tokio_postgres::Error> {
     let Some(row) = tx
         .query_opt(
-            "SELECT status, kind, args::text FROM jobs
+            "SELECT status, kind, args::text, cancel_requested FROM jobs
              WHERE id = $1 AND user_id = $2 AND NOT hidden FOR UPDATE",
             &[&job_id, &user],
         )
@@ -668,6 +711,10 @@ pub async fn check_run<C: GenericClient>(
     let status = status_of(&row, 0);
     let kind = sluice_proto::JobKind::parse(row.get::<_, &str>(1));
     let args: Option<String> = row.get(2);
+    if row.get::<_, bool>(3) {
+        // Cancelled by the user; a runner is ending it.
+        return Ok(RunCheck::Conflict(JobStatus::Cancelled));
+    }
     match (status, kind, args) {
         (JobStatus::Created, Some(kind), Some(args)) => Ok(RunCheck::Ready { kind, args }),
         _ => Ok(RunCheck::Conflict(status)),
@@ -676,7 +723,8 @@ pub async fn check_run<C: GenericClient>(
 
 /// Queues a `created` job (its row, locked by [`check_run`], and its
 /// outbox entry), unless the user already has `quota.max_active` jobs
-/// queued or running.
+/// queued or running. Through the owner's function `queue_created`
+/// (migration V8): the gateway's role may not change a status itself.
 pub async fn queue_created<C: GenericClient>(
     tx: &C,
     job_id: uuid::Uuid,
@@ -684,25 +732,19 @@ pub async fn queue_created<C: GenericClient>(
     body: &[u8],
     quota: UserQuota,
 ) -> Result<Admission, tokio_postgres::Error> {
-    let queued = tx
-        .execute_typed(
-            "WITH job AS (
-                 UPDATE jobs SET status = 'queued', updated_at = now()
-                 WHERE id = $1
-                   AND (SELECT count(*) FROM jobs
-                        WHERE user_id = $3 AND status IN ('queued', 'running')) < $4
-                 RETURNING id
-             )
-             INSERT INTO job_outbox (job_id, body) SELECT id, $2 FROM job",
+    let queued: bool = tx
+        .query_typed_one(
+            "SELECT queue_created($1, $2, $3, $4)",
             &[
                 (&job_id, Type::UUID),
-                (&body, Type::BYTEA),
                 (&user, Type::TEXT),
+                (&body, Type::BYTEA),
                 (&quota.max_active, Type::INT8),
             ],
         )
-        .await?;
-    Ok(if queued == 1 {
+        .await?
+        .get(0);
+    Ok(if queued {
         Admission::Recorded
     } else {
         Admission::TooManyActive
@@ -711,20 +753,16 @@ pub async fn queue_created<C: GenericClient>(
 
 /// Puts a queued job the broker did not confirm back to `created` (and
 /// drops its outbox entry), if no runner has claimed it. Returns whether it
-/// did; `false` means a runner already holds it.
+/// did; `false` means a runner already holds it. Through the owner's
+/// function `unqueue`, as [`queue_created`].
 pub async fn unqueue<C: GenericClient>(
     client: &C,
     job_id: uuid::Uuid,
 ) -> Result<bool, tokio_postgres::Error> {
-    let changed = client
-        .execute_typed(
-            "WITH entry AS (DELETE FROM job_outbox WHERE job_id = $1)
-             UPDATE jobs SET status = 'created', updated_at = now()
-             WHERE id = $1 AND status = 'queued' AND attempts = 0",
-            &[(&job_id, Type::UUID)],
-        )
-        .await?;
-    Ok(changed == 1)
+    Ok(client
+        .query_typed_one("SELECT unqueue($1)", &[(&job_id, Type::UUID)])
+        .await?
+        .get(0))
 }
 
 /// Records a transient failure of an attempt (best effort, for operators

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod events;
+pub mod grants;
 pub mod jobs;
 pub mod lease;
 pub mod migrate;
@@ -20,7 +21,7 @@ pub mod tls;
 
 pub use config::DatabaseConfig;
 pub use events::{NewEvent, StoredEvent};
-pub use migrate::migrate;
+pub use migrate::{ensure_current, migrate};
 pub use pool::{StoreError, check, pool, pool_and_connector};
 pub use status::JobStatus;
 

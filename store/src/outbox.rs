@@ -65,33 +65,6 @@ pub async fn take_unpublished<C: GenericClient>(
         .collect())
 }
 
-/// The event `seq` of `user` if it is still unpublished, locked for this
-/// transaction; `None` if it was published already or another runner holds
-/// it (`SKIP LOCKED`): one runner publishes what a gateway committed.
-pub async fn take_one_unpublished<C: GenericClient>(
-    tx: &C,
-    user: &str,
-    seq: u64,
-) -> Result<Option<StoredEvent>, tokio_postgres::Error> {
-    let Ok(seq_key) = i64::try_from(seq) else {
-        return Ok(None);
-    };
-    let row = tx
-        .query_typed(
-            "SELECT user_id, seq, job_id, frame FROM events
-             WHERE user_id = $1 AND seq = $2 AND NOT published
-             FOR UPDATE SKIP LOCKED",
-            &[(&user, Type::TEXT), (&seq_key, Type::INT8)],
-        )
-        .await?;
-    Ok(row.into_iter().next().map(|r| StoredEvent {
-        user: r.get(0),
-        seq,
-        job_id: r.get(2),
-        frame: r.get(3),
-    }))
-}
-
 /// Counts a failed relay of an event whose neighbours got through.
 pub async fn count_event_failure<C: GenericClient>(
     client: &C,

@@ -23,6 +23,21 @@ pub enum StoreError {
     /// Applying the migrations failed.
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
+    /// The schema is older than this binary and this process's role may
+    /// not migrate it.
+    #[error(
+        "schema `{schema}` is at migration {at} and this binary needs {needs}, but this database role may not migrate it ({reason}); run `sluice-jobs migrate` with the schema owner's database.url first"
+    )]
+    Behind {
+        /// The schema.
+        schema: String,
+        /// Its newest applied migration.
+        at: i32,
+        /// The newest this binary carries.
+        needs: i32,
+        /// PostgreSQL's refusal.
+        reason: String,
+    },
 }
 
 /// Builds the pool. Connections open lazily; a PostgreSQL restart is

@@ -34,7 +34,8 @@ impl Executions {
                 "CREATE TABLE IF NOT EXISTS public.sluice_test_effects (
                      job_id uuid NOT NULL,
                      at timestamptz NOT NULL DEFAULT clock_timestamp()
-                 )",
+                 );
+                 GRANT SELECT, INSERT ON public.sluice_test_effects TO sluice_runner",
             )
             .await
             .expect("creating public.sluice_test_effects");

@@ -406,7 +406,10 @@ impl System {
 
     fn start_gateway(&mut self, i: usize) {
         let gateway = &self.gateways[i];
-        let mut extra = vec![("SLUICE_AMQP__URL".to_owned(), gateway_amqp_url())];
+        let mut extra = vec![
+            ("SLUICE_AMQP__URL".to_owned(), gateway_amqp_url()),
+            ("SLUICE_DATABASE__URL".to_owned(), gateway_database_url()),
+        ];
         extra.extend(self.options.gateway_env.iter().cloned());
         let settings = self.settings(gateway.port, &extra);
         let running = if self.options.processes {
@@ -465,6 +468,7 @@ impl System {
             .unwrap_or_default();
         let mut extra = vec![
             ("SLUICE_AMQP__URL".to_owned(), runner_amqp_url()),
+            ("SLUICE_DATABASE__URL".to_owned(), runner_database_url()),
             ("SLUICE_RUNNER__METRICS_LISTEN".to_owned(), metrics_listen),
         ];
         extra.extend(self.options.runner_env.iter().cloned());
@@ -911,7 +915,22 @@ pub fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://sluice:sluice@127.0.0.1:25432/sluice".into())
 }
 
-/// A direct database connection, for assertions.
+/// The gateway's database URL: its own role, which may not write events,
+/// outcomes or statuses (`SLUICE_GATEWAY_PG_URL`, from deploy/test.sh).
+pub fn gateway_database_url() -> String {
+    std::env::var("SLUICE_GATEWAY_PG_URL").unwrap_or_else(|_| {
+        database_url().replacen("postgres://sluice:", "postgres://sluice_gateway:", 1)
+    })
+}
+
+/// The runner's database URL: its own role (`SLUICE_RUNNER_PG_URL`).
+pub fn runner_database_url() -> String {
+    std::env::var("SLUICE_RUNNER_PG_URL").unwrap_or_else(|_| {
+        database_url().replacen("postgres://sluice:", "postgres://sluice_runner:", 1)
+    })
+}
+
+/// A direct database connection as the owner, for assertions.
 pub async fn db() -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(&database_url(), NoTls)
         .await

@@ -169,7 +169,8 @@ async fn an_earlier_deployments_tables_move_into_sluices_schema_with_their_rows(
             "status_check",
             "job_outbox",
             "relay_failures",
-            "user_quotas_and_job_retention"
+            "user_quotas_and_job_retention",
+            "least_privilege"
         ]
     );
     let row = app

@@ -57,8 +57,8 @@ pub struct JobRef {
     pub id: Uuid,
     /// `created`, `queued`, `running`, `done`, `failed` or `cancelled`.
     pub status: String,
-    /// Present on `DELETE` of a running job: its runner was asked to stop
-    /// and a `cancelled` event follows.
+    /// Present on `DELETE` of a job that had not ended (`status` is what it
+    /// was): the cancel is recorded and a `cancelled` event follows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancel_requested: Option<bool>,
 }
@@ -292,7 +292,7 @@ pub async fn list_jobs(
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "job id (UUID)")),
     responses(
-        (status = 200, description = "cancelled if it was not finished, and hidden", body = JobRef),
+        (status = 200, description = "hidden; if it had not ended, its cancel recorded (`cancel_requested`) and a `cancelled` event follows", body = JobRef),
         (status = 400, description = "bad_id", body = ErrorBody),
         (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 404, description = "no such job of this user", body = ErrorBody),
@@ -306,8 +306,7 @@ pub async fn delete_job(
 ) -> Result<Json<JobRef>, ApiError> {
     let job_id = parse_id(&id)?;
     let (status, cancel_requested) = match jobs::cancel(&state, &user, job_id, true).await? {
-        Cancelled::Now => ("cancelled".to_owned(), None),
-        Cancelled::Requested => ("running".to_owned(), Some(true)),
+        Cancelled::Requested(status) => (status.as_str().to_owned(), Some(true)),
         Cancelled::AlreadyEnded(status) => (status.as_str().to_owned(), None),
     };
     Ok(Json(JobRef {

@@ -469,7 +469,7 @@ where
             TaskDone::CancelDone { job_id, result } => {
                 self.inflight -= 1;
                 let refusal = match result {
-                    Ok(Cancelled::Now | Cancelled::Requested) => None,
+                    Ok(Cancelled::Requested(_)) => None,
                     Ok(Cancelled::AlreadyEnded(status)) => Some((
                         ErrorCode::BadRequest,
                         format!("job {job_id} already ended ({status})"),
