@@ -47,6 +47,12 @@ SLUICE_TLS_CA="$SLUICE_TLS_DIR/ca.pem"
 # the tests can see a plain connection refused; it acts as the application
 # role (a member of it).
 SLUICE_DB_TLS_USER=sluice_tls
+# A role that logs in with a client certificate only (pg_hba `cert`), also
+# a member of the application role, and the certificate and key the
+# throwaway CA signed for it.
+SLUICE_DB_CERT_USER=sluice_cert
+SLUICE_PG_CLIENT_CERT="$SLUICE_TLS_DIR/pg-client.pem"
+SLUICE_PG_CLIENT_KEY="$SLUICE_TLS_DIR/pg-client-key.pem"
 
 # Credentials used by the application and the tests.
 SLUICE_DB_USER=sluice
@@ -257,6 +263,8 @@ pg_write_settings() {
             echo "ssl_cert_file = '$SLUICE_TLS_DIR/pg-server.pem'"
             echo "ssl_key_file = '$SLUICE_TLS_DIR/pg-server-key.pem'"
             echo "ssl_min_protocol_version = 'TLSv1.2'"
+            # Client certificates are checked against the throwaway CA.
+            echo "ssl_ca_file = '$SLUICE_TLS_DIR/ca.pem'"
         fi
         if [[ "$SLUICE_PG_FAST" == 1 ]]; then
             echo "# SLUICE_PG_FAST=1, for tests only: no fsync, so an OS crash"
@@ -275,8 +283,9 @@ pg_write_settings() {
 }
 
 # Writes the cluster's pg_hba.conf: peer over the private socket, passwords
-# over TCP, and $SLUICE_DB_TLS_USER over TLS only. Returns 1 if the file
-# was already so.
+# over TCP, $SLUICE_DB_TLS_USER over TLS only, and $SLUICE_DB_CERT_USER
+# only with a client certificate the throwaway CA signed for its name.
+# Returns 1 if the file was already so.
 pg_write_hba() {
     local file="$1" tmp
     tmp="$(mktemp)"
@@ -285,6 +294,8 @@ pg_write_hba() {
 local     all  all                        peer
 hostnossl all  ${SLUICE_DB_TLS_USER} 127.0.0.1/32 reject
 hostnossl all  ${SLUICE_DB_TLS_USER} ::1/128      reject
+hostssl   all  ${SLUICE_DB_CERT_USER} 127.0.0.1/32 cert
+host      all  ${SLUICE_DB_CERT_USER} all          reject
 host      all  all  127.0.0.1/32          scram-sha-256
 host      all  all  ::1/128               scram-sha-256
 EOF
@@ -637,6 +648,21 @@ tls_ensure_certs() {
     if [[ ! -f "$dir/pg-server-key.pem" ]]; then
         install -o postgres -g postgres -m 0644 "$dir/server.pem" "$dir/pg-server.pem"
         install -o postgres -g postgres -m 0600 "$dir/server-key.pem" "$dir/pg-server-key.pem"
+    fi
+    if [[ ! -f "$SLUICE_PG_CLIENT_KEY" ]]; then
+        log "TLS: making a client certificate for PostgreSQL role ${SLUICE_DB_CERT_USER}"
+        printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+            "extendedKeyUsage=clientAuth" >"$dir/client.ext"
+        openssl req -new -subj "/CN=${SLUICE_DB_CERT_USER}" \
+                -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -keyout "$dir/pg-client-key.tmp" -out "$dir/client.csr" 2>/dev/null \
+            && openssl x509 -req -days 3650 -set_serial 2 -in "$dir/client.csr" \
+                -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" -extfile "$dir/client.ext" \
+                -out "$SLUICE_PG_CLIENT_CERT" 2>/dev/null \
+            || die "TLS: openssl could not make the client certificate"
+        chmod 0644 "$SLUICE_PG_CLIENT_CERT"
+        chmod 0600 "$dir/pg-client-key.tmp"
+        mv "$dir/pg-client-key.tmp" "$SLUICE_PG_CLIENT_KEY"
     fi
 }
 

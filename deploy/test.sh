@@ -24,7 +24,8 @@
 # SLUICE_SERVICES_SH (path of deploy/services.sh, to restart/kill services),
 # SLUICE_DATABASE__URL, SLUICE_AMQP__URL, SLUICE_TLS_CA, SLUICE_DB_TLS_USER,
 # SLUICE_AMQPS_PORT, SLUICE_GATEWAY_AMQP_URL, SLUICE_RUNNER_AMQP_URL,
-# SLUICE_GATEWAY_PG_URL, SLUICE_RUNNER_PG_URL.
+# SLUICE_GATEWAY_PG_URL, SLUICE_RUNNER_PG_URL, SLUICE_DB_CERT_USER,
+# SLUICE_PG_CLIENT_CERT, SLUICE_PG_CLIENT_KEY.
 set -euo pipefail
 
 : "${SLUICE_PG_FAST:=1}"
@@ -47,6 +48,8 @@ export SLUICE_DATABASE__URL SLUICE_AMQP__URL SLUICE_SERVICES_SH SLUICE_REPO_ROOT
 # For the TLS tests: the throwaway CA provision.sh made, the TLS-only
 # database role, and the broker's amqps port.
 export SLUICE_TLS_CA SLUICE_DB_TLS_USER SLUICE_AMQPS_PORT
+# ... and the certificate-only role with its client certificate and key.
+export SLUICE_DB_CERT_USER SLUICE_PG_CLIENT_CERT SLUICE_PG_CLIENT_KEY
 # Each process its own broker user, as in production (the harness gives the
 # gateways and the runner these unless a test says otherwise).
 export SLUICE_GATEWAY_AMQP_URL SLUICE_RUNNER_AMQP_URL

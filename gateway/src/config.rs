@@ -76,6 +76,13 @@ pub struct KeyConfig {
     /// as long as its hash (32 bytes for HS256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// A file holding the HMAC secret instead (its bytes, a trailing
+    /// newline dropped), read again on SIGHUP and every
+    /// `auth.keys_reload_secs`: an HS256 rotation without a restart. It
+    /// must hold at least as many bytes as the hash (32 for HS256) and not
+    /// the development secret, in development mode too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
     /// A PEM file holding the public key (`-----BEGIN PUBLIC KEY-----`),
     /// read again on SIGHUP and every `auth.keys_reload_secs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -384,11 +391,17 @@ impl KeyConfig {
         ];
         match self.alg.family() {
             AlgorithmFamily::Hmac => {
-                let Some(secret) = &self.secret else {
-                    return Err(format!("{:?} needs a secret", self.alg));
-                };
-                if secret.len() < 16 {
-                    return Err("its secret must be at least 16 bytes".into());
+                match (&self.secret, &self.secret_file) {
+                    (Some(_), Some(_)) => {
+                        return Err("set one of secret and secret_file, not both".into());
+                    }
+                    (None, None) => {
+                        return Err(format!("{:?} needs a secret or a secret_file", self.alg));
+                    }
+                    (Some(secret), None) if secret.len() < 16 => {
+                        return Err("its secret must be at least 16 bytes".into());
+                    }
+                    _ => {}
                 }
                 if public.contains(&true) {
                     return Err(format!(
@@ -398,7 +411,7 @@ impl KeyConfig {
                 }
             }
             _ => {
-                if self.secret.is_some() {
+                if self.secret.is_some() || self.secret_file.is_some() {
                     return Err(format!(
                         "{:?} is verified with a public key, never a secret",
                         self.alg

@@ -29,6 +29,10 @@
 //! uses the system store; `verify-ca` needs a file, since against the
 //! system's roots it would accept any publicly issued certificate.
 //!
+//! Client certificates: `sslcert` and `sslkey`, as in libpq, for a server
+//! whose pg_hba asks for one (`cert`, or `clientcert=verify-full`); see
+//! [`ClientCert`].
+//!
 //! The system store is read with `rustls-native-certs` (the operating
 //! system's bundle, as libpq's `system` reads OpenSSL's), not the
 //! `webpki-roots` copy of Mozilla's list compiled into the binary: the
@@ -39,8 +43,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::WantsClientCert;
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, ConfigBuilder, RootCertStore};
 use tokio_postgres::config::SslMode;
 
@@ -148,14 +152,29 @@ pub enum Check {
     ChainAndName(Roots),
 }
 
-/// What `database.url` asks of TLS, once its `sslmode` and `sslrootcert`
-/// are read.
+/// What `database.url` asks of TLS, once its `sslmode`, `sslrootcert`,
+/// `sslcert` and `sslkey` are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tls {
     /// Whether TLS is used at all, and insisted on.
     pub mode: Mode,
     /// What is checked of the server's certificate.
     pub check: Check,
+    /// The certificate this client shows, for a server that checks it
+    /// (pg_hba `cert`, or `clientcert=verify-full`).
+    pub client: Option<ClientCert>,
+}
+
+/// A client certificate: libpq's `sslcert` (a PEM chain) and `sslkey` (its
+/// unencrypted PEM key: PKCS#8, PKCS#1 or SEC1). Unlike libpq, nothing is
+/// read from `~/.postgresql/` unless named: a certificate is sent only when
+/// the URL says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// `sslcert`.
+    pub cert: PathBuf,
+    /// `sslkey`.
+    pub key: PathBuf,
 }
 
 /// Reads `sslmode` and `sslrootcert` from `url` (a libpq URL or key=value
@@ -200,7 +219,29 @@ pub(crate) fn split_reason(url: &str) -> Result<(String, Tls), String> {
         (Mode::Disable, _) | (Mode::Prefer | Mode::Require, None) => Check::Nothing,
         (Mode::Prefer | Mode::Require, Some(file)) => Check::Chain(file),
     };
-    Ok((taken.rest, Tls { mode, check }))
+    let client = match (taken.sslcert, taken.sslkey) {
+        (None, None) => None,
+        (Some(_), None) => return Err("sslcert needs sslkey (both or neither)".into()),
+        (None, Some(_)) => return Err("sslkey needs sslcert (both or neither)".into()),
+        (Some(cert), Some(key)) if cert.is_empty() || key.is_empty() => {
+            return Err("sslcert and sslkey must name PEM files".into());
+        }
+        (Some(_), Some(_)) if mode == Mode::Disable => {
+            return Err("sslcert and sslkey need TLS, but sslmode is `disable`".into());
+        }
+        (Some(cert), Some(key)) => Some(ClientCert {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        }),
+    };
+    Ok((
+        taken.rest,
+        Tls {
+            mode,
+            check,
+            client,
+        },
+    ))
 }
 
 /// Parses `url` for tokio-postgres and builds its connector: what opening a
@@ -246,7 +287,38 @@ impl Tls {
             }
             Check::ChainAndName(roots) => builder.with_root_certificates(load_roots(roots)?),
         };
-        Ok(builder.with_no_client_auth())
+        let Some(client) = &self.client else {
+            return Ok(builder.with_no_client_auth());
+        };
+        let (chain, key) = client.load()?;
+        builder.with_client_auth_cert(chain, key).map_err(|e| {
+            format!(
+                "sslkey `{}` cannot be used with sslcert `{}`: {e}",
+                client.key.display(),
+                client.cert.display()
+            )
+        })
+    }
+}
+
+impl ClientCert {
+    /// Reads the chain and the key, each error naming its parameter and
+    /// file.
+    fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+        let shown = self.cert.display();
+        let pem = std::fs::read(&self.cert)
+            .map_err(|e| format!("sslcert `{shown}` cannot be read: {e}"))?;
+        let chain = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("sslcert `{shown}` is not a PEM chain: {e}"))?;
+        if chain.is_empty() {
+            return Err(format!("sslcert `{shown}` holds no PEM certificate"));
+        }
+        let shown = self.key.display();
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| {
+            format!("sslkey `{shown}` holds no unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1): {e}")
+        })?;
+        Ok((chain, key))
     }
 }
 

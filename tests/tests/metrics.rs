@@ -103,7 +103,21 @@ async fn gateway_and_runner_metrics_move_with_the_work() {
     .await;
     assert!(closed >= 1.0);
 
-    let runner_samples = scrape(&runner).await;
+    // The runner counts a job once its outcome is published, which is a
+    // moment after the client can have seen the event: wait for the count.
+    let runner_samples = sluice_tests::eventually(
+        std::time::Duration::from_secs(5),
+        "the runner to count its third job",
+        || {
+            let runner = runner.clone();
+            async move {
+                let now = scrape(&runner).await;
+                (get(&now, "sluice_jobs_finished_total{kind=sleep,outcome=done}") >= 3.0)
+                    .then_some(now)
+            }
+        },
+    )
+    .await;
     assert_eq!(
         get(
             &runner_samples,

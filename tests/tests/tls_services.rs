@@ -2,8 +2,10 @@
 //! switched on by `deploy/provision.sh` (a throwaway CA, `SLUICE_TLS_CA`):
 //! a role that PostgreSQL admits over TLS only is refused in plain text and
 //! admitted with `sslmode=verify-full`; a certificate from another
-//! authority is refused; and the whole system (gateway and runner) runs
-//! jobs, and cancels one mid-query, with both connections encrypted.
+//! authority is refused; a role admitted by client certificate only gets
+//! in with `sslcert`/`sslkey` and not without; and the whole system
+//! (gateway and runner) runs jobs, and cancels one mid-query, with both
+//! connections encrypted.
 
 use std::time::Duration;
 
@@ -75,6 +77,46 @@ async fn postgres_admits_the_tls_only_role_over_verified_tls_and_refuses_plain_t
     )))
     .await;
     assert!(impostor.is_err(), "a root that vouches for nothing here");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_admits_the_certificate_role_with_its_client_certificate_only() {
+    let ca = tls_ca();
+    let role = std::env::var("SLUICE_DB_CERT_USER").unwrap_or_else(|_| "sluice_cert".into());
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let cert = var("SLUICE_PG_CLIENT_CERT", "/var/tmp/sluice/tls/pg-client.pem");
+    let key = var(
+        "SLUICE_PG_CLIENT_KEY",
+        "/var/tmp/sluice/tls/pg-client-key.pem",
+    );
+    let url = |extra: &str| {
+        format!(
+            "postgres://{role}@127.0.0.1:{}/sluice?sslmode=verify-full&sslrootcert={ca}{extra}",
+            pg_port()
+        )
+    };
+    reaches(&url(&format!("&sslcert={cert}&sslkey={key}")))
+        .await
+        .expect("the client certificate the CA signed for the role");
+    let without = reaches(&url("")).await;
+    let refused = without.expect_err("no certificate, no login");
+    assert!(refused.contains("certificate"), "{refused}");
+
+    // A certificate from another authority is refused by the server.
+    let dir = std::env::temp_dir().join(format!("sluice-cert-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = TestCertificates::make(&dir);
+    let foreign = reaches(&url(&format!(
+        "&sslcert={}&sslkey={}",
+        other.cert.display(),
+        other.key.display()
+    )))
+    .await;
+    assert!(
+        foreign.is_err(),
+        "a certificate the server's CA never signed"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -51,6 +51,28 @@ pub enum KeyError {
         #[source]
         source: jsonwebtoken::errors::Error,
     },
+    /// A `secret_file` could not be read.
+    #[error("key {kid:?}: reading {}: {source}", path.display())]
+    ReadSecret {
+        /// The key's id.
+        kid: String,
+        /// Its `secret_file`.
+        path: PathBuf,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `secret_file` holds a secret too short for the key's `alg`, or
+    /// the public development secret.
+    #[error("key {kid:?}: {}: {reason}", path.display())]
+    BadSecret {
+        /// The key's id.
+        kid: String,
+        /// Its `secret_file`.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An `auth.keys` entry without the key its `alg` needs (the config
     /// check refuses it first; this keeps an unchecked config from panicking).
     #[error("key {kid:?}: no key of the kind {alg:?} needs")]
@@ -110,9 +132,11 @@ impl KeyError {
     /// The setting to fix: `auth.keys` or `auth.jwks_file`.
     pub fn setting(&self) -> &'static str {
         match self {
-            KeyError::ReadPem { .. } | KeyError::BadPem { .. } | KeyError::Incomplete { .. } => {
-                "auth.keys"
-            }
+            KeyError::ReadPem { .. }
+            | KeyError::BadPem { .. }
+            | KeyError::ReadSecret { .. }
+            | KeyError::BadSecret { .. }
+            | KeyError::Incomplete { .. } => "auth.keys",
             KeyError::DuplicateKid { file: None, .. } => "auth.keys",
             KeyError::ReadJwks { .. }
             | KeyError::BadJwks { .. }
@@ -125,6 +149,8 @@ impl KeyError {
     pub fn file(&self) -> Option<&Path> {
         match self {
             KeyError::ReadPem { path, .. }
+            | KeyError::ReadSecret { path, .. }
+            | KeyError::BadSecret { path, .. }
             | KeyError::ReadJwks { path, .. }
             | KeyError::BadJwks { path, .. }
             | KeyError::BadJwk { path, .. } => Some(path),
@@ -254,7 +280,11 @@ impl KeySet {
     /// Whether any key comes from a file, so that reading again may change
     /// something.
     pub fn has_files(config: &AuthConfig) -> bool {
-        config.jwks_file.is_some() || config.keys.iter().any(|k| k.public_key_file.is_some())
+        config.jwks_file.is_some()
+            || config
+                .keys
+                .iter()
+                .any(|k| k.public_key_file.is_some() || k.secret_file.is_some())
     }
 }
 
@@ -300,11 +330,11 @@ fn configured(entry: &KeyConfig) -> Result<DecodingKey, KeyError> {
         alg: entry.alg,
     };
     if entry.alg.family() == AlgorithmFamily::Hmac {
-        return entry
-            .secret
-            .as_ref()
-            .map(|secret| DecodingKey::from_secret(secret.as_bytes()))
-            .ok_or_else(incomplete);
+        return match (&entry.secret, &entry.secret_file) {
+            (Some(secret), _) => Ok(DecodingKey::from_secret(secret.as_bytes())),
+            (None, Some(path)) => secret_from_file(entry, path),
+            (None, None) => Err(incomplete()),
+        };
     }
     let (pem, file) = match (&entry.public_key_file, &entry.public_key_pem) {
         (Some(path), _) => {
@@ -324,6 +354,43 @@ fn configured(entry: &KeyConfig) -> Result<DecodingKey, KeyError> {
         alg: entry.alg,
         source,
     })
+}
+
+/// The HMAC secret in `path`: its bytes, without the newline an editor or
+/// `echo` leaves at the end. Checked here, at every read, since a file can
+/// change after the config check: at least the hash's size, never the
+/// development secret.
+fn secret_from_file(entry: &KeyConfig, path: &Path) -> Result<DecodingKey, KeyError> {
+    read_secret(entry, path).map(|secret| DecodingKey::from_secret(&secret))
+}
+
+/// The checked secret of [`secret_from_file`], for signing too.
+pub(crate) fn read_secret(entry: &KeyConfig, path: &Path) -> Result<Vec<u8>, KeyError> {
+    let mut secret = read_bounded(path).map_err(|source| KeyError::ReadSecret {
+        kid: entry.kid.clone(),
+        path: path.to_owned(),
+        source,
+    })?;
+    while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        secret.pop();
+    }
+    let bad = |reason: String| KeyError::BadSecret {
+        kid: entry.kid.clone(),
+        path: path.to_owned(),
+        reason,
+    };
+    if secret == crate::config::DEV_JWT_SECRET.as_bytes() {
+        return Err(bad("holds the public development secret".into()));
+    }
+    let min = entry.min_secret_bytes();
+    if secret.len() < min {
+        return Err(bad(format!(
+            "holds {} bytes; {:?} needs at least {min}",
+            secret.len(),
+            entry.alg
+        )));
+    }
+    Ok(secret)
 }
 
 /// A public key for `alg` from PEM (`-----BEGIN PUBLIC KEY-----`, or

@@ -198,6 +198,9 @@ pub enum MintKeyError {
     /// No `auth.keys` entry can sign with that id.
     #[error("auth.keys has no HS256 key with kid {0:?}: only HS256 keys (with a secret) can sign")]
     NoSuchKey(String),
+    /// The key's `secret_file` could not be read or holds no usable secret.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// Signing failed.
     #[error(transparent)]
     Sign(#[from] sluice_proto::MintError),
@@ -212,19 +215,17 @@ pub fn mint_with_kid(
     user: &str,
     ttl_secs: u64,
 ) -> Result<String, MintKeyError> {
-    let secret = config
+    let key = config
         .keys
         .iter()
         .find(|key| key.kid == kid && key.alg == Algorithm::HS256)
-        .and_then(|key| key.secret.as_deref())
         .ok_or_else(|| MintKeyError::NoSuchKey(kid.to_owned()))?;
-    Ok(mint_signed(
-        config,
-        secret.as_bytes(),
-        Some(kid),
-        user,
-        ttl_secs,
-    )?)
+    let secret = match (&key.secret, &key.secret_file) {
+        (Some(secret), _) => secret.as_bytes().to_vec(),
+        (None, Some(path)) => keys::read_secret(key, path)?,
+        (None, None) => return Err(MintKeyError::NoSuchKey(kid.to_owned())),
+    };
+    Ok(mint_signed(config, &secret, Some(kid), user, ttl_secs)?)
 }
 
 fn mint_signed(

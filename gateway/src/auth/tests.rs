@@ -152,6 +152,7 @@ fn hs_key(kid: &str, secret: &str) -> KeyConfig {
         kid: kid.into(),
         alg: Algorithm::HS256,
         secret: Some(secret.into()),
+        secret_file: None,
         public_key_file: None,
         public_key_pem: None,
     }
@@ -162,6 +163,7 @@ fn pem_key(kid: &str, alg: Algorithm, pem: &str) -> KeyConfig {
         kid: kid.into(),
         alg,
         secret: None,
+        secret_file: None,
         public_key_file: None,
         public_key_pem: Some(pem.into()),
     }
@@ -698,4 +700,43 @@ fn base64url(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+#[test]
+fn an_hmac_secret_file_is_read_again_so_hs256_rotates_without_a_restart() {
+    let dir = Scratch::new("secret-file");
+    let path = dir.write("hs-2026-12.secret", format!("{SECRET_2026}\n"));
+    let cfg = with_keys(vec![KeyConfig {
+        secret: None,
+        secret_file: Some(path.clone()),
+        ..hs_key("2026-12", "")
+    }]);
+    let v = Verifier::new(&cfg).unwrap();
+    assert!(v.has_key_files());
+    // The trailing newline is not part of the secret.
+    let old = sign(Algorithm::HS256, SECRET_2026, Some("2026-12"), &claims("a"));
+    assert_eq!(v.verify(&old).unwrap().sub, "a");
+
+    // The file is replaced: the next reload verifies with the new secret only.
+    let next = "another-rotation-secret-of-32-bytes-at-least";
+    std::fs::write(&path, next).unwrap();
+    assert!(v.reload().unwrap().changed);
+    let new = sign(Algorithm::HS256, next, Some("2026-12"), &claims("b"));
+    assert_eq!(v.verify(&new).unwrap().sub, "b");
+    assert_eq!(v.verify(&old).unwrap_err(), AuthError::Invalid);
+
+    // A short secret or the development secret is refused at every read,
+    // naming the file, and the keys in use stay.
+    for bad in ["too-short", crate::config::DEV_JWT_SECRET] {
+        std::fs::write(&path, bad).unwrap();
+        let err = v.reload().unwrap_err();
+        assert!(matches!(err, KeyError::BadSecret { .. }), "{err}");
+        assert_eq!(err.file(), Some(path.as_path()));
+        assert_eq!(v.verify(&new).unwrap().sub, "b");
+    }
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(
+        v.reload().unwrap_err(),
+        KeyError::ReadSecret { .. }
+    ));
 }

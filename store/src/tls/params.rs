@@ -1,8 +1,9 @@
-//! Taking `sslmode` and `sslrootcert` out of a connection string.
+//! Taking `sslmode`, `sslrootcert`, `sslcert` and `sslkey` out of a
+//! connection string.
 //!
 //! tokio-postgres parses `sslmode` itself but knows only `disable`, `prefer`
-//! and `require`, and rejects `sslrootcert` as an unknown option, so both
-//! are read here and the rest of the string is handed on untouched. The
+//! and `require`, and rejects the other three as unknown options, so all
+//! four are read here and the rest of the string is handed on untouched. The
 //! scanning mirrors tokio-postgres's own parsers (its URL parser and its
 //! key=value parser), so that every other parameter means to it what it
 //! meant before: a malformed remainder is left as it is for tokio-postgres
@@ -17,6 +18,10 @@ pub(crate) struct Taken {
     pub(crate) sslmode: Option<String>,
     /// The last `sslrootcert` given, decoded.
     pub(crate) sslrootcert: Option<String>,
+    /// The last `sslcert` given (the client's certificate chain), decoded.
+    pub(crate) sslcert: Option<String>,
+    /// The last `sslkey` given (the client's private key), decoded.
+    pub(crate) sslkey: Option<String>,
 }
 
 /// The URL schemes tokio-postgres (like libpq) reads as a URL; anything
@@ -32,17 +37,44 @@ pub(crate) fn take(conn: &str) -> Result<Taken, String> {
     }
 }
 
-/// Which of the two a parameter name is, if either.
+/// Which of the four a parameter name is, if any.
 enum Wanted {
     Mode,
     RootCert,
+    Cert,
+    Key,
 }
 
 fn wanted(key: &str) -> Option<Wanted> {
     match key {
         "sslmode" => Some(Wanted::Mode),
         "sslrootcert" => Some(Wanted::RootCert),
+        "sslcert" => Some(Wanted::Cert),
+        "sslkey" => Some(Wanted::Key),
         _ => None,
+    }
+}
+
+impl Taken {
+    /// Keeps `value` as the parameter `which`: the last one given wins.
+    fn set(&mut self, which: Wanted, value: String) {
+        let slot = match which {
+            Wanted::Mode => &mut self.sslmode,
+            Wanted::RootCert => &mut self.sslrootcert,
+            Wanted::Cert => &mut self.sslcert,
+            Wanted::Key => &mut self.sslkey,
+        };
+        *slot = Some(value);
+    }
+
+    fn with_rest(rest: String) -> Self {
+        Taken {
+            rest,
+            sslmode: None,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
+        }
     }
 }
 
@@ -53,17 +85,13 @@ fn from_url(url: &str, body_start: usize) -> Result<Taken, String> {
     let body = &url[body_start..];
     let after_credentials = body.find('@').map_or(0, |at| at + 1);
     let Some(question) = body[after_credentials..].find('?') else {
-        return Ok(Taken {
-            rest: url.to_owned(),
-            sslmode: None,
-            sslrootcert: None,
-        });
+        return Ok(Taken::with_rest(url.to_owned()));
     };
     let query_at = body_start + after_credentials + question;
     let head = &url[..query_at];
     let mut query = &url[query_at + 1..];
     let mut kept = Vec::new();
-    let (mut sslmode, mut sslrootcert) = (None, None);
+    let mut taken = Taken::with_rest(String::new());
     while !query.is_empty() {
         let Some(eq) = query.find('=') else {
             // tokio-postgres rejects this ("unterminated parameter").
@@ -77,22 +105,17 @@ fn from_url(url: &str, body_start: usize) -> Result<Taken, String> {
         };
         let pair = &query[..eq + 1 + value.len()];
         match wanted(&percent_decode(&query[..eq])?) {
-            Some(Wanted::Mode) => sslmode = Some(percent_decode(value)?),
-            Some(Wanted::RootCert) => sslrootcert = Some(percent_decode(value)?),
+            Some(which) => taken.set(which, percent_decode(value)?),
             None => kept.push(pair),
         }
         query = next;
     }
-    let rest = if kept.is_empty() {
+    taken.rest = if kept.is_empty() {
         head.to_owned()
     } else {
         format!("{head}?{}", kept.join("&"))
     };
-    Ok(Taken {
-        rest,
-        sslmode,
-        sslrootcert,
-    })
+    Ok(taken)
 }
 
 /// Decodes `%XX` escapes as tokio-postgres does: a `%` not followed by two
@@ -131,14 +154,13 @@ fn hex(digit: u8) -> Option<u8> {
 fn from_key_values(conn: &str) -> Taken {
     let mut scan = Scanner { s: conn, at: 0 };
     let mut kept: Vec<&str> = Vec::new();
-    let (mut sslmode, mut sslrootcert) = (None, None);
+    let mut taken = Taken::with_rest(String::new());
     loop {
         scan.skip_ws();
         let start = scan.at;
         match scan.pair() {
             Some((key, value)) => match wanted(key) {
-                Some(Wanted::Mode) => sslmode = Some(value),
-                Some(Wanted::RootCert) => sslrootcert = Some(value),
+                Some(which) => taken.set(which, value),
                 None => kept.push(&conn[start..scan.at]),
             },
             None => {
@@ -150,11 +172,8 @@ fn from_key_values(conn: &str) -> Taken {
             }
         }
     }
-    Taken {
-        rest: kept.join(" "),
-        sslmode,
-        sslrootcert,
-    }
+    taken.rest = kept.join(" ");
+    taken
 }
 
 struct Scanner<'a> {

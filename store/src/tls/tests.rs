@@ -93,7 +93,15 @@ fn each_mode_maps_to_what_libpq_does() {
         let url = format!("{base}{query}");
         let (rest, tls) = split(&url).unwrap();
         assert_eq!(rest, base, "{url}");
-        assert_eq!(tls, Tls { mode, check }, "{url}");
+        assert_eq!(
+            tls,
+            Tls {
+                mode,
+                check,
+                client: None
+            },
+            "{url}"
+        );
         assert_eq!(tls.mode.ssl_mode(), ssl_mode, "{url}");
     }
     for mode in Mode::ALL {
@@ -108,7 +116,8 @@ fn sslrootcert_system_means_verify_full_and_refuses_weaker_modes() {
         tls,
         Tls {
             mode: Mode::VerifyFull,
-            check: Check::ChainAndName(Roots::System)
+            check: Check::ChainAndName(Roots::System),
+            client: None
         }
     );
     assert_eq!(
@@ -216,7 +225,8 @@ fn the_key_value_form_is_stripped_too() {
         tls,
         Tls {
             mode: Mode::VerifyCa,
-            check: Check::Chain(Roots::File("/x y/ca.pem".into()))
+            check: Check::Chain(Roots::File("/x y/ca.pem".into())),
+            client: None
         }
     );
     let pg: tokio_postgres::Config = rest.parse().unwrap();
@@ -439,4 +449,42 @@ async fn require_accepts_an_untrusted_certificate_unless_given_roots() {
     );
     let untrusted = handshake(&other, "localhost").await.unwrap_err();
     assert!(untrusted.contains("UnknownIssuer"), "{untrusted}");
+}
+
+#[test]
+fn sslcert_and_sslkey_are_taken_out_and_go_together() {
+    let (rest, tls) = split(
+        "postgres://u@h/d?sslmode=require&sslcert=/c/me.pem&application_name=x&sslkey=/c/me.key",
+    )
+    .unwrap();
+    assert_eq!(rest, "postgres://u@h/d?application_name=x");
+    assert_eq!(
+        tls.client,
+        Some(ClientCert {
+            cert: "/c/me.pem".into(),
+            key: "/c/me.key".into()
+        })
+    );
+    let (rest, tls) = split("host=h sslcert='/a b/c.pem' sslkey=/k.pem user=u").unwrap();
+    assert_eq!(rest, "host=h user=u");
+    assert_eq!(tls.client.unwrap().cert, PathBuf::from("/a b/c.pem"));
+    for (url, says) in [
+        ("postgres://u@h/d?sslcert=/c.pem", "sslkey"),
+        ("postgres://u@h/d?sslkey=/k.pem", "sslcert"),
+        ("postgres://u@h/d?sslcert=&sslkey=/k.pem", "PEM files"),
+        (
+            "postgres://u@h/d?sslmode=disable&sslcert=/c.pem&sslkey=/k.pem",
+            "disable",
+        ),
+    ] {
+        let err = split(url).unwrap_err().to_string();
+        assert!(err.contains(says), "{url}: {err}");
+    }
+    // Files that are missing or hold no key fail the start, naming them.
+    let (_, tls) = split("postgres://u@h/d?sslcert=/nowhere/c.pem&sslkey=/nowhere/k.pem").unwrap();
+    let err = tls.client_config().unwrap_err().to_string();
+    assert!(
+        err.contains("sslcert") && err.contains("/nowhere/c.pem"),
+        "{err}"
+    );
 }
