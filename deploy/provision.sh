@@ -263,10 +263,12 @@ pg_ensure_demo_items
 provision_rabbitmq
 nginx_ensure_installed
 
-cat >"$SLUICE_STATE_DIR/sluice.env" <<EOF
+# Holds database and broker passwords: readable by its owner only.
+(umask 077 && cat >"$SLUICE_STATE_DIR/sluice.env") <<EOF
 export SLUICE_DATABASE__URL='${SLUICE_PG_URL}'
 export SLUICE_AMQP__URL='${SLUICE_AMQP_URL}'
 EOF
+chmod 0600 "$SLUICE_STATE_DIR/sluice.env"
 
 log "done in $(elapsed_fmt "$PROVISION_START")s; the same lines are in $SLUICE_STATE_DIR/sluice.env"
 echo "# PostgreSQL: ${SLUICE_PG_URL}"
