@@ -156,6 +156,11 @@ pub struct GatewayConfig {
     pub heartbeat_ms: u64,
     /// Largest accepted message; bigger ones close with 1009.
     pub max_message_bytes: usize,
+    /// Largest `data` of one `POST /v1/publish` (its JSON text); bigger is
+    /// answered 413. At most the database function's own ceiling
+    /// (256 KiB), and below `outbound_queue_bytes` so that one message
+    /// cannot fill a session's queue.
+    pub max_publish_bytes: usize,
     /// Bad frames in a row before closing with 1008.
     pub max_bad_frames: u32,
     /// Frames queued for one session before it is closed with 1013 as too slow.
@@ -218,6 +223,7 @@ impl Default for GatewayConfig {
             max_created_bytes_per_user: 64 * 1024 * 1024,
             heartbeat_ms: 25_000,
             max_message_bytes: 16 * 1024 * 1024,
+            max_publish_bytes: 64 * 1024,
             max_bad_frames: 16,
             outbound_queue: 4096,
             outbound_queue_bytes: 1024 * 1024,
@@ -498,6 +504,26 @@ impl GatewayConfig {
             return Err((
                 "gateway.max_hello_bytes",
                 "must not exceed gateway.max_message_bytes".into(),
+            ));
+        }
+        at_least(
+            "gateway.max_publish_bytes",
+            self.max_publish_bytes as u64,
+            1,
+        )?;
+        if self.max_publish_bytes > sluice_store::publish::MAX_DATA_BYTES {
+            return Err((
+                "gateway.max_publish_bytes",
+                format!(
+                    "must be at most {} (the database's ceiling)",
+                    sluice_store::publish::MAX_DATA_BYTES
+                ),
+            ));
+        }
+        if self.max_publish_bytes >= self.outbound_queue_bytes {
+            return Err((
+                "gateway.max_publish_bytes",
+                "must be below gateway.outbound_queue_bytes".into(),
             ));
         }
         if self.drain_spread_ms > self.drain_grace_ms {

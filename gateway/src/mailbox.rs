@@ -158,8 +158,8 @@ mod tests {
         Delivery {
             head: EventHead {
                 seq,
-                job_id: Uuid::nil(),
-                status: EventStatus::Done,
+                job_id: Some(Uuid::nil()),
+                status: Some(EventStatus::Done),
             },
             frame: Utf8Bytes::from_static(frame),
             published_ms: 0,

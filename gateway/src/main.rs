@@ -35,6 +35,10 @@ enum Command {
         /// a rotation.
         #[arg(long)]
         kid: Option<String>,
+        /// The `scope` claim, space-separated; `sluice:publish` makes a
+        /// service token for `POST /v1/publish`.
+        #[arg(long)]
+        scope: Option<String>,
     },
 }
 
@@ -58,12 +62,14 @@ fn run() -> anyhow::Result<()> {
             user,
             ttl_secs,
             kid,
+            scope,
         } => {
+            let scope = scope.as_deref();
             let token = match kid {
                 Some(kid) => {
-                    sluice_gateway::auth::mint_with_kid(&config.auth, &kid, &user, ttl_secs)?
+                    sluice_gateway::auth::mint_with_kid(&config.auth, &kid, &user, ttl_secs, scope)?
                 }
-                None => sluice_gateway::auth::mint(&config.auth, &user, ttl_secs)?,
+                None => sluice_gateway::auth::mint_scoped(&config.auth, &user, ttl_secs, scope)?,
             };
             println!("{token}");
             Ok(())

@@ -242,6 +242,13 @@ pub async fn run_with(
                     .set(round.jobs_set_aside as f64);
             },
         ));
+        let messages = tokio::spawn(sluice_outbox::messages::run(
+            pool.clone(),
+            config.database.clone(),
+            publisher.clone(),
+            Duration::from_millis(config.runner.relay_interval_ms),
+            incarnation.clone(),
+        ));
         tracing::info!(
             queue = %topology.jobs_queue,
             concurrency = config.runner.concurrency,
@@ -268,6 +275,7 @@ pub async fn run_with(
         .await;
         incarnation.cancel();
         let _ = relay.await;
+        let _ = messages.await;
         control.abort();
         settle.abort();
         broker_up.store(false, std::sync::atomic::Ordering::Relaxed);

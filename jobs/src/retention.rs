@@ -1,5 +1,6 @@
 //! Pruning stored events past their retention (how far back a client can
-//! resume) and ended jobs past theirs. Every runner prunes; the deletes are
+//! resume), ended jobs past theirs, and publication idempotency keys past
+//! their 24 hours. Every runner prunes; the deletes are
 //! idempotent.
 
 use std::time::Duration;
@@ -33,6 +34,11 @@ pub async fn run(pool: Pool, keep: Retention, shutdown: CancellationToken) {
             Ok(n) => tracing::info!(jobs = n, "pruned ended jobs past retention"),
             Err(e) => tracing::warn!(error = %e, "job pruning failed"),
         }
+        match prune_keys(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(keys = n, "pruned publication keys past 24 hours"),
+            Err(e) => tracing::warn!(error = %e, "publication key pruning failed"),
+        }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
             _ = shutdown.cancelled() => return,
@@ -48,4 +54,9 @@ async fn prune(pool: &Pool, keep: Duration) -> Result<u64, sluice_store::StoreEr
 async fn prune_jobs(pool: &Pool, keep: Duration) -> Result<u64, sluice_store::StoreError> {
     let client = pool.get().await?;
     Ok(retention::prune_jobs(&**client, keep).await?)
+}
+
+async fn prune_keys(pool: &Pool) -> Result<u64, sluice_store::StoreError> {
+    let client = pool.get().await?;
+    Ok(sluice_store::publish::prune_keys(&**client).await?)
 }

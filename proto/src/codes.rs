@@ -38,6 +38,12 @@ pub enum ErrorCode {
     RateLimited,
     /// HTTP only: no such route (404).
     NoRoute,
+    /// HTTP only: the token is valid but lacks the scope the route needs,
+    /// e.g. a user token on `POST /v1/publish` (403).
+    Forbidden,
+    /// HTTP only: an idempotency key already used with a different body
+    /// within its window (422).
+    IdempotencyMismatch,
 }
 
 impl ErrorCode {
@@ -59,11 +65,13 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::NoRoute => "no_route",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::IdempotencyMismatch => "idempotency_mismatch",
         }
     }
 
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownKind,
         ErrorCode::BadArgs,
@@ -79,6 +87,8 @@ impl ErrorCode {
         ErrorCode::TooLarge,
         ErrorCode::RateLimited,
         ErrorCode::NoRoute,
+        ErrorCode::Forbidden,
+        ErrorCode::IdempotencyMismatch,
     ];
 }
 

@@ -87,24 +87,42 @@ pub struct EventFrame {
     pub error: Option<JobError>,
 }
 
-/// Just enough of an encoded event frame to route and order it.
+/// Just enough of an encoded `event` or `message` frame to route and order
+/// it.
 ///
 /// The gateway reads this from the bytes it got from the broker and then
-/// forwards those same bytes; the frame is never re-encoded.
+/// forwards those same bytes; the frame is never re-encoded. A `message`
+/// frame (a backend's publication) has a seq but no job and no status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct EventHead {
     /// The event's seq (0 for `progress`).
     pub seq: u64,
-    /// The job it reports on.
-    pub job_id: Uuid,
-    /// What happened.
-    pub status: EventStatus,
+    /// The job it reports on; `None` for a `message`.
+    #[serde(default)]
+    pub job_id: Option<Uuid>,
+    /// What happened; `None` for a `message`.
+    #[serde(default)]
+    pub status: Option<EventStatus>,
 }
 
 impl EventHead {
-    /// Reads the head of an encoded `event` frame.
+    /// Reads the head of an encoded `event` or `message` frame. A frame
+    /// that has neither both of `job_id` and `status` nor neither (a
+    /// message, which must then have a seq) is refused.
     pub fn decode(frame: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(frame)
+        let head: Self = serde_json::from_slice(frame)?;
+        match (head.job_id, head.status) {
+            (Some(_), Some(_)) => Ok(head),
+            (None, None) if head.seq > 0 => Ok(head),
+            _ => Err(serde::de::Error::custom(
+                "neither an event (job_id and status) nor a message (a seq, no job)",
+            )),
+        }
+    }
+
+    /// True for an advisory `progress` event, which is not stored.
+    pub fn is_progress(&self) -> bool {
+        self.status == Some(EventStatus::Progress) || self.seq == 0
     }
 }
 
@@ -126,8 +144,29 @@ mod tests {
         .encode();
         let head = EventHead::decode(frame.as_bytes()).unwrap();
         assert_eq!(head.seq, 42);
-        assert_eq!(head.job_id, Uuid::from_u128(7));
-        assert!(head.status.is_terminal());
+        assert_eq!(head.job_id, Some(Uuid::from_u128(7)));
+        assert!(head.status.is_some_and(EventStatus::is_terminal));
         assert!(frame.starts_with(r#"{"type":"event","seq":42"#), "{frame}");
+    }
+
+    #[test]
+    fn head_reads_a_message_and_refuses_half_events() {
+        let message = br#"{"type":"message","seq":5,"data":{"a":[1,2]},"id":"k1"}"#;
+        let head = EventHead::decode(message).unwrap();
+        assert_eq!((head.seq, head.job_id, head.status), (5, None, None));
+        assert!(!head.is_progress());
+        let seqless = br#"{"type":"message","seq":0,"data":1,"id":"k"}"#;
+        assert!(EventHead::decode(seqless).is_err());
+        let half = br#"{"type":"event","seq":3,"status":"done"}"#;
+        assert!(EventHead::decode(half).is_err());
+        let decoded = ServerFrame::decode(std::str::from_utf8(message).unwrap()).unwrap();
+        assert_eq!(
+            decoded,
+            ServerFrame::Message {
+                seq: 5,
+                data: serde_json::json!({"a": [1, 2]}),
+                id: "k1".into()
+            }
+        );
     }
 }

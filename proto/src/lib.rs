@@ -24,7 +24,7 @@ pub use job::{
     OwnedJobEnvelope,
 };
 pub use server::ServerFrame;
-pub use token::{Claims, MintError, MintOptions, mint, mint_with};
+pub use token::{Claims, MintError, MintOptions, PUBLISH_SCOPE, mint, mint_with};
 
 /// Longest `ref` a client may attach to a `submit` (PROTOCOL.md: 64 chars).
 pub const MAX_REF_CHARS: usize = 64;

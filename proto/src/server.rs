@@ -44,6 +44,19 @@ pub enum ServerFrame {
     },
     /// A job event.
     Event(EventFrame),
+    /// A message a backend published to the user (`POST /v1/publish`,
+    /// `sluice.publish(...)`): stored in the user's log like an event, so
+    /// it has the user's next `seq` and is replayed on resume. Written by
+    /// the database function (store/migrations), read by clients.
+    Message {
+        /// Its place in the user's log, shared with job events.
+        seq: u64,
+        /// What the backend published: any JSON value.
+        data: serde_json::Value,
+        /// The publication's id: its idempotency key when it had one, a
+        /// UUID otherwise. Equal ids on two messages mean one publication.
+        id: String,
+    },
     /// A refused frame or submission; the session stays up.
     Error {
         /// The `ref` of the submit it answers, if it answers one.

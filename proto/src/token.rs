@@ -19,6 +19,22 @@ pub struct Claims {
     /// Issuer, checked when the gateway is configured with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// Space-separated scopes (RFC 8693 `scope`): a service token carries
+    /// [`PUBLISH_SCOPE`] to publish to users. User tokens need none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// The scope a token needs for `POST /v1/publish`.
+pub const PUBLISH_SCOPE: &str = "sluice:publish";
+
+impl Claims {
+    /// Whether the token's `scope` claim lists `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|one| one == scope))
+    }
 }
 
 /// A token could not be signed.
@@ -57,6 +73,9 @@ pub struct MintOptions<'a> {
     /// The `kid` of the header: which of the gateway's keys verifies it.
     /// Without one, the gateway uses its default secret.
     pub kid: Option<&'a str>,
+    /// The `scope` claim (space-separated), e.g. [`PUBLISH_SCOPE`] for a
+    /// service token.
+    pub scope: Option<&'a str>,
 }
 
 /// Signs an HS256 token for `user`, expiring `ttl_secs` from now (negative:
@@ -72,6 +91,7 @@ pub fn mint_with(
         exp: (crate::now_ms() / 1000).saturating_add_signed(ttl_secs),
         aud: options.audience.map(str::to_owned),
         iss: options.issuer.map(str::to_owned),
+        scope: options.scope.map(str::to_owned),
     };
     let mut header = Header::new(Algorithm::HS256);
     header.kid = options.kid.map(str::to_owned);
@@ -85,6 +105,22 @@ pub fn mint_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_are_whole_words_of_the_claim() {
+        let with = |scope: Option<&str>| Claims {
+            sub: "svc".into(),
+            exp: 0,
+            aud: None,
+            iss: None,
+            scope: scope.map(str::to_owned),
+        };
+        assert!(with(Some("read sluice:publish")).has_scope(PUBLISH_SCOPE));
+        assert!(with(Some(PUBLISH_SCOPE)).has_scope(PUBLISH_SCOPE));
+        assert!(!with(Some("sluice:publisher")).has_scope(PUBLISH_SCOPE));
+        assert!(!with(Some("sluice:publish2 x")).has_scope(PUBLISH_SCOPE));
+        assert!(!with(None).has_scope(PUBLISH_SCOPE));
+    }
     use jsonwebtoken::{DecodingKey, Validation, decode};
 
     #[test]
@@ -125,11 +161,12 @@ mod tests {
     }
 
     #[test]
-    fn options_set_the_issuer_and_the_key_id() {
+    fn options_set_the_issuer_the_key_id_and_the_scope() {
         let options = MintOptions {
             audience: None,
             issuer: Some("https://idp.example"),
             kid: Some("2026-12"),
+            scope: Some("sluice:publish"),
         };
         let token = mint_with(b"0123456789abcdef", "ada", 60, options).unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -145,6 +182,7 @@ mod tests {
         .unwrap()
         .claims;
         assert_eq!(claims.iss.as_deref(), Some("https://idp.example"));
+        assert!(claims.has_scope(PUBLISH_SCOPE));
         let plain = mint(b"0123456789abcdef", "ada", 60, None).unwrap();
         assert_eq!(jsonwebtoken::decode_header(&plain).unwrap().kid, None);
     }

@@ -19,9 +19,9 @@ pub struct StoredEvent {
     pub user: String,
     /// Its place in the user's log.
     pub seq: u64,
-    /// The job it reports on.
-    pub job_id: Uuid,
-    /// The encoded `event` frame.
+    /// The job it reports on; `None` for a backend's message.
+    pub job_id: Option<Uuid>,
+    /// The encoded `event` (or `message`) frame.
     pub frame: String,
 }
 
@@ -78,7 +78,7 @@ pub async fn append<C: GenericClient>(
     Ok(StoredEvent {
         user: user.to_owned(),
         seq: seq as u64,
-        job_id: event.job_id,
+        job_id: Some(event.job_id),
         frame,
     })
 }

@@ -5,7 +5,9 @@
 //! The gateway records, reads, cancels and hides jobs; it may not write an
 //! event, a sequence, a job's outcome or its status (beyond recording a job
 //! as `created` or `queued`, and the two moves between them, which are the
-//! owner's functions `queue_created` and `unqueue`). The runner does
+//! owner's functions `queue_created` and `unqueue`), except a backend's
+//! message, which it appends through the owner's function `publish` (the
+//! one an application's own role may be granted too). The runner does
 //! everything else. Neither role needs CREATE on anything. See
 //! docs/architecture.md, "Database roles".
 //!
@@ -110,7 +112,8 @@ pub async fn apply(
              GRANT UPDATE (hidden, cancel_requested, updated_at) ON {schema}.jobs TO {name};
              GRANT INSERT, DELETE ON {schema}.job_outbox TO {name};
              GRANT EXECUTE ON FUNCTION {schema}.queue_created(uuid, text, bytea, bigint),
-                                       {schema}.unqueue(uuid) TO {name};
+                                       {schema}.unqueue(uuid),
+                                       {schema}.publish(text, jsonb, text) TO {name};
              CREATE POLICY gateway_reads ON {schema}.jobs FOR SELECT TO {name} USING (true);
              CREATE POLICY gateway_records ON {schema}.jobs FOR INSERT TO {name}
                  WITH CHECK (status IN ('created', 'queued') AND NOT cancel_requested);

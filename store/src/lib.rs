@@ -1,7 +1,7 @@
 //! PostgreSQL as Sluice uses it. Every SQL statement of the product lives
 //! in this crate: the pool and its settings, the migrations into Sluice's
 //! own schema, the job repository (the one place a job's status changes),
-//! the event log with its per-user sequence, the outbox of what was
+//! the event log with its per-user sequence, the messages backends publish, the outbox of what was
 //! committed but not yet published, and retention.
 //!
 //! Each change is made inside the caller's transaction together with the
@@ -12,9 +12,11 @@ pub mod events;
 pub mod grants;
 pub mod jobs;
 pub mod lease;
+pub mod listen;
 pub mod migrate;
 pub mod outbox;
 pub mod pool;
+pub mod publish;
 pub mod retention;
 pub mod status;
 pub mod tls;
@@ -27,9 +29,10 @@ pub use status::JobStatus;
 
 /// Sluice's own tables, which no job may write through the application's
 /// allow-lists.
-pub const OWN_TABLES: [&str; 5] = [
+pub const OWN_TABLES: [&str; 6] = [
     "jobs",
     "events",
+    "publications",
     "user_seq",
     "job_outbox",
     "refinery_schema_history",

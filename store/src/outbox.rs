@@ -65,6 +65,58 @@ pub async fn take_unpublished<C: GenericClient>(
         .collect())
 }
 
+/// Takes committed messages (backends' publications) not yet published,
+/// whatever their age: nothing else publishes them, so the message relay
+/// sends them as soon as it is woken. Oldest first, at most `limit`,
+/// locked until the caller's commit, skipping those another relay holds.
+pub async fn take_unpublished_messages<C: GenericClient>(
+    tx: &C,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
+    let rows = tx
+        .query_typed(
+            "SELECT user_id, seq, frame FROM events
+             WHERE NOT published AND message_id IS NOT NULL AND relay_failures < $2
+             ORDER BY created_at, user_id, seq LIMIT $1
+             FOR UPDATE SKIP LOCKED",
+            &[(&limit, Type::INT8), (&SET_ASIDE_AFTER, Type::INT2)],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| StoredEvent {
+            user: r.get(0),
+            seq: u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+            job_id: None,
+            frame: r.get(2),
+        })
+        .collect())
+}
+
+/// [`mark_published`] for many events in one statement.
+pub async fn mark_all_published<C: GenericClient>(
+    client: &C,
+    events: &[&StoredEvent],
+) -> Result<(), tokio_postgres::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<&str> = events.iter().map(|e| e.user.as_str()).collect();
+    let seqs: Vec<i64> = events
+        .iter()
+        .map(|e| i64::try_from(e.seq).unwrap_or(i64::MAX))
+        .collect();
+    client
+        .execute_typed(
+            "UPDATE events SET published = true
+             FROM unnest($1::text[], $2::int8[]) AS p(user_id, seq)
+             WHERE events.user_id = p.user_id AND events.seq = p.seq",
+            &[(&users, Type::TEXT_ARRAY), (&seqs, Type::INT8_ARRAY)],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Counts a failed relay of an event whose neighbours got through.
 pub async fn count_event_failure<C: GenericClient>(
     client: &C,

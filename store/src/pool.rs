@@ -54,22 +54,7 @@ pub fn pool(config: &DatabaseConfig) -> Result<Pool, StoreError> {
 /// to PostgreSQL outside the pool (a query cancel opens its own connection,
 /// which a TLS-only server refuses in plain text).
 pub fn pool_and_connector(config: &DatabaseConfig) -> Result<(Pool, Connector), StoreError> {
-    // The root certificates are read here, at start: a bad file fails the
-    // start, not the first connect.
-    let (mut pg, tls) = crate::tls::connect_config(&config.url)?;
-    // Server-side keepalives: a session whose client host vanished (power
-    // lost, network cut) is ended by PostgreSQL within about 11 s instead
-    // of the kernel's two hours, and the job leases it held are freed with
-    // it. A client process that died is noticed at once (its socket closes).
-    let session = format!(
-        "-c search_path={} -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
-        config.schema
-    );
-    let options = match pg.get_options() {
-        Some(theirs) if !theirs.is_empty() => format!("{theirs} {session}"),
-        _ => session,
-    };
-    pg.options(&options);
+    let (pg, tls) = session_config(config)?;
     // Verified: a pooled connection is checked with an empty query before
     // reuse. After a PostgreSQL restart (or a terminated backend) a dead
     // connection is not yet marked closed; Fast recycling would hand it out
@@ -92,6 +77,31 @@ pub fn pool_and_connector(config: &DatabaseConfig) -> Result<(Pool, Connector), 
         .build()
         .map_err(|e| StoreError::Config(e.to_string()))?;
     Ok((pool, tls))
+}
+
+/// The connection settings every Sluice connection uses (the pool's, and
+/// the relay's listening connection): `database.url` with TLS as its
+/// `sslmode` asks, Sluice's schema as the only search path, and
+/// server-side keepalives. The root certificates are read here, at start:
+/// a bad file fails the start, not the first connect.
+pub fn session_config(
+    config: &DatabaseConfig,
+) -> Result<(tokio_postgres::Config, Connector), StoreError> {
+    let (mut pg, tls) = crate::tls::connect_config(&config.url)?;
+    // Server-side keepalives: a session whose client host vanished (power
+    // lost, network cut) is ended by PostgreSQL within about 11 s instead
+    // of the kernel's two hours, and the job leases it held are freed with
+    // it. A client process that died is noticed at once (its socket closes).
+    let session = format!(
+        "-c search_path={} -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
+        config.schema
+    );
+    let options = match pg.get_options() {
+        Some(theirs) if !theirs.is_empty() => format!("{theirs} {session}"),
+        _ => session,
+    };
+    pg.options(&options);
+    Ok((pg, tls))
 }
 
 /// One check that the database answers; callers wait for it at start-up

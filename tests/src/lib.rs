@@ -34,6 +34,21 @@ pub fn token_with(user: &str, ttl_secs: i64, aud: Option<&str>) -> String {
     sluice_proto::mint(TEST_SECRET.as_bytes(), user, ttl_secs, aud).expect("signing a test token")
 }
 
+/// A service token for `service` that may publish to users (scope
+/// `sluice:publish`), valid for an hour, signed with [`TEST_SECRET`].
+pub fn service_token(service: &str) -> String {
+    sluice_proto::mint_with(
+        TEST_SECRET.as_bytes(),
+        service,
+        3600,
+        sluice_proto::MintOptions {
+            scope: Some(sluice_proto::PUBLISH_SCOPE),
+            ..Default::default()
+        },
+    )
+    .expect("signing a test token")
+}
+
 /// A user id unique to this test run, so tests never see each other's events.
 pub fn unique_user(label: &str) -> String {
     format!("{label}-{}", uuid::Uuid::new_v4().simple())

@@ -9,10 +9,11 @@ use sluice_tests::system::{bin_dir, database_url, db};
 use tokio_postgres::NoTls;
 
 /// Sluice's own tables, all in its schema.
-const OURS: [&str; 5] = [
+const OURS: [&str; 6] = [
     "events",
     "job_outbox",
     "jobs",
+    "publications",
     "refinery_schema_history",
     "user_seq",
 ];
@@ -170,7 +171,8 @@ async fn an_earlier_deployments_tables_move_into_sluices_schema_with_their_rows(
             "job_outbox",
             "relay_failures",
             "user_quotas_and_job_retention",
-            "least_privilege"
+            "least_privilege",
+            "messages"
         ]
     );
     let row = app

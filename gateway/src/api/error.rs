@@ -29,6 +29,15 @@ pub enum ApiError {
     /// 400: args of the wrong shape for the kind.
     #[error("{0}")]
     BadArgs(String),
+    /// 403: a valid token without the scope the route needs.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 422: an idempotency key already used with a different body.
+    #[error("{0}")]
+    IdempotencyMismatch(String),
+    /// 413: a published `data` over `gateway.max_publish_bytes`.
+    #[error("data is {0} bytes; gateway.max_publish_bytes allows {1}")]
+    DataTooLarge(usize, usize),
     /// 404: no such job of this user.
     #[error("job not found")]
     NotFound,
@@ -86,6 +95,12 @@ impl ApiError {
             ApiError::UnknownKind(_) => (StatusCode::BAD_REQUEST, ErrorCode::UnknownKind),
             ApiError::BadArgs(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadArgs),
             ApiError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            ApiError::IdempotencyMismatch(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyMismatch,
+            ),
+            ApiError::DataTooLarge(..) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, ErrorCode::BadRequest),

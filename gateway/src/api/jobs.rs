@@ -3,7 +3,6 @@
 //! their events to the user's WebSocket sessions like any other.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -20,6 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::AuthUser;
+use super::body;
 use super::error::{ApiError, ErrorBody};
 use crate::jobs::{self, Cancelled};
 use crate::state::AppState;
@@ -138,28 +138,15 @@ pub async fn create_job(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
     headers: HeaderMap,
-    body: Body,
+    request: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let user_key: std::sync::Arc<str> = std::sync::Arc::from(user.as_str());
     if let Err(wait) = state.submit_quota.check(&user_key) {
         jobs::count_rejected("rate_limited");
         return Err(ApiError::RateLimited(crate::quota::retry_after_ms(wait)));
     }
-    let limit = state.config.gateway.max_message_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(ApiError::TooLarge(limit));
-    }
-    let deadline = Duration::from_millis(state.config.gateway.http_body_timeout_ms);
-    let bytes = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
-        .await
-        .map_err(|_| ApiError::BodyTimeout(deadline))?
-        .map_err(|_| ApiError::TooLarge(limit))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let bytes = body::read(&state, &headers, request).await?;
+    let text = body::text(&bytes)?;
     let wire: CreateWire<'_> = serde_json::from_str(text)
         .map_err(|e| ApiError::BadRequest(format!("body must be {{kind, args, run}}: {e}")))?;
     let kind = JobKind::parse(&wire.kind).ok_or_else(|| {

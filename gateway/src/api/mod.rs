@@ -3,8 +3,10 @@
 //! cannot exist without being documented.
 
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod jobs;
+pub mod publish;
 
 use std::sync::Arc;
 
@@ -18,9 +20,12 @@ use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Sluice HTTP API", description = "Jobs over HTTP for clients that do not hold a WebSocket; see docs/protocol.md."),
+    info(title = "Sluice HTTP API", description = "Jobs over HTTP for clients that do not hold a WebSocket, and publishing to users for backends; see docs/protocol.md."),
     modifiers(&BearerAuth),
-    tags((name = "jobs", description = "create, run, read, list and delete jobs")),
+    tags(
+        (name = "jobs", description = "create, run, read, list and delete jobs"),
+        (name = "publish", description = "backends publish messages to users (service tokens with scope sluice:publish)"),
+    ),
 )]
 struct ApiDoc;
 
@@ -41,11 +46,12 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The jobs routes and the OpenAPI document describing them.
+/// The jobs and publish routes and the OpenAPI document describing them.
 pub fn router() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(jobs::create_job, jobs::list_jobs))
         .routes(routes!(jobs::get_job, jobs::delete_job))
         .routes(routes!(jobs::run_job))
+        .routes(routes!(publish::publish))
         .split_for_parts()
 }

@@ -189,7 +189,25 @@ pub fn mint(
     user: &str,
     ttl_secs: u64,
 ) -> Result<String, sluice_proto::MintError> {
-    mint_signed(config, config.jwt_secret.as_bytes(), None, user, ttl_secs)
+    mint_scoped(config, user, ttl_secs, None)
+}
+
+/// [`mint`] with a `scope` claim: `sluice:publish` makes a service token
+/// for `POST /v1/publish`.
+pub fn mint_scoped(
+    config: &AuthConfig,
+    user: &str,
+    ttl_secs: u64,
+    scope: Option<&str>,
+) -> Result<String, sluice_proto::MintError> {
+    mint_signed(
+        config,
+        config.jwt_secret.as_bytes(),
+        None,
+        user,
+        ttl_secs,
+        scope,
+    )
 }
 
 /// Why [`mint_with_kid`] signed nothing.
@@ -214,6 +232,7 @@ pub fn mint_with_kid(
     kid: &str,
     user: &str,
     ttl_secs: u64,
+    scope: Option<&str>,
 ) -> Result<String, MintKeyError> {
     let key = config
         .keys
@@ -225,7 +244,14 @@ pub fn mint_with_kid(
         (None, Some(path)) => keys::read_secret(key, path)?,
         (None, None) => return Err(MintKeyError::NoSuchKey(kid.to_owned())),
     };
-    Ok(mint_signed(config, &secret, Some(kid), user, ttl_secs)?)
+    Ok(mint_signed(
+        config,
+        &secret,
+        Some(kid),
+        user,
+        ttl_secs,
+        scope,
+    )?)
 }
 
 fn mint_signed(
@@ -234,6 +260,7 @@ fn mint_signed(
     kid: Option<&str>,
     user: &str,
     ttl_secs: u64,
+    scope: Option<&str>,
 ) -> Result<String, sluice_proto::MintError> {
     sluice_proto::mint_with(
         secret,
@@ -243,6 +270,7 @@ fn mint_signed(
             audience: config.audience.as_deref(),
             issuer: config.issuer.as_deref(),
             kid,
+            scope,
         },
     )
 }

@@ -191,7 +191,7 @@ fn a_token_without_kid_uses_the_default_key_and_one_with_kid_its_key() {
     assert_eq!(v.kids(), ["2026-12:HS256"]);
     let default = mint(&cfg, "ada", 60).unwrap();
     assert_eq!(v.verify(&default).unwrap().sub, "ada");
-    let named = mint_with_kid(&cfg, "2026-12", "bob", 60).unwrap();
+    let named = mint_with_kid(&cfg, "2026-12", "bob", 60, None).unwrap();
     let header = jsonwebtoken::decode_header(&named).unwrap();
     assert_eq!(header.kid.as_deref(), Some("2026-12"));
     assert_eq!(v.verify(&named).unwrap().sub, "bob");
@@ -636,7 +636,7 @@ fn minting_with_a_kid_needs_an_hs256_key_of_that_id() {
         pem_key("idp-2", Algorithm::ES256, EC_A_PUB),
     ]);
     for kid in ["2025-01", "idp-2"] {
-        let err = mint_with_kid(&cfg, kid, "ada", 60).unwrap_err();
+        let err = mint_with_kid(&cfg, kid, "ada", 60, None).unwrap_err();
         assert!(matches!(err, MintKeyError::NoSuchKey(_)), "{kid}: {err}");
     }
 }

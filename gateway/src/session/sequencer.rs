@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use sluice_proto::EventStatus;
 use uuid::Uuid;
 
 use crate::registry::Delivery;
@@ -60,8 +59,8 @@ impl Sequencer {
     /// Takes an event (live or read back from the database) and appends to
     /// `out` every frame that may now be sent, in order.
     pub fn push(&mut self, delivery: Delivery, out: &mut Vec<Delivery>) {
-        if delivery.head.status == EventStatus::Progress || delivery.head.seq == 0 {
-            if self.held.is_empty() && !self.pending.contains(&delivery.head.job_id) {
+        if delivery.head.is_progress() {
+            if self.held.is_empty() && !waits(&self.pending, delivery.head.job_id) {
                 out.push(delivery);
             }
             return;
@@ -104,7 +103,7 @@ impl Sequencer {
 
     fn drain(&mut self, out: &mut Vec<Delivery>) {
         while let Some(entry) = self.held.first_entry() {
-            if *entry.key() != self.next || self.pending.contains(&entry.get().head.job_id) {
+            if *entry.key() != self.next || waits(&self.pending, entry.get().head.job_id) {
                 return;
             }
             out.push(entry.remove());
@@ -113,22 +112,65 @@ impl Sequencer {
     }
 }
 
+/// Whether `job` (none for a message) waits for its submit's answer.
+fn waits(pending: &[Uuid], job: Option<Uuid>) -> bool {
+    job.is_some_and(|job| pending.contains(&job))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_proto::EventHead;
+    use sluice_proto::{EventHead, EventStatus};
     use tokio_tungstenite::tungstenite::Utf8Bytes;
 
     fn ev(seq: u64, job: u128, status: EventStatus) -> Delivery {
         Delivery {
             head: EventHead {
                 seq,
-                job_id: Uuid::from_u128(job),
-                status,
+                job_id: Some(Uuid::from_u128(job)),
+                status: Some(status),
             },
             frame: Utf8Bytes::from(format!("{seq}")),
             published_ms: 0,
         }
+    }
+
+    fn message(seq: u64) -> Delivery {
+        Delivery {
+            head: EventHead {
+                seq,
+                job_id: None,
+                status: None,
+            },
+            frame: Utf8Bytes::from(format!("m{seq}")),
+            published_ms: 0,
+        }
+    }
+
+    #[test]
+    fn messages_share_the_seq_order_and_wait_only_for_it() {
+        let mut s = Sequencer::new(0);
+        let mut out = vec![];
+        s.begin_submit(Uuid::from_u128(9));
+        s.push(message(2), &mut out);
+        assert!(out.is_empty(), "seq 1 is missing");
+        s.push(ev(1, 1, EventStatus::Done), &mut out);
+        s.push(message(3), &mut out);
+        s.push(message(3), &mut out);
+        assert_eq!(
+            seqs(&out),
+            [1, 2, 3],
+            "a pending submit of another job holds no message"
+        );
+        s.push(ev(4, 9, EventStatus::Running), &mut out);
+        s.push(message(5), &mut out);
+        assert_eq!(
+            seqs(&out),
+            [1, 2, 3],
+            "the held event of the pending job holds what follows"
+        );
+        s.end_submit(Uuid::from_u128(9), &mut out);
+        assert_eq!(seqs(&out), [1, 2, 3, 4, 5]);
     }
 
     fn seqs(out: &[Delivery]) -> Vec<u64> {

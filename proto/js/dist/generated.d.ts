@@ -57,7 +57,7 @@ export type OutgoingFrame = {
  * This interface was referenced by `SluiceProtocol`'s JSON-Schema
  * via the `definition` "ErrorCode".
  */
-export type ErrorCode = "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal" | "unauthorized" | "conflict" | "too_large" | "rate_limited" | "no_route";
+export type ErrorCode = "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal" | "unauthorized" | "conflict" | "too_large" | "rate_limited" | "no_route" | "forbidden" | "idempotency_mismatch";
 /**
  * Where a job is in its lifecycle, as seen in `event` frames.
  *
@@ -143,9 +143,26 @@ export type ServerFrame = {
     type: "event";
 }) | {
     /**
+     * What the backend published: any JSON value.
+     */
+    data: {
+        [k: string]: unknown;
+    };
+    /**
+     * The publication's id: its idempotency key when it had one, a
+     * UUID otherwise. Equal ids on two messages mean one publication.
+     */
+    id: string;
+    /**
+     * Its place in the user's log, shared with job events.
+     */
+    seq: number;
+    type: "message";
+} | {
+    /**
      * Why a request or a job failed; clients branch on this, never on messages.
      */
-    code: "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal" | "unauthorized" | "conflict" | "too_large" | "rate_limited" | "no_route";
+    code: "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal" | "unauthorized" | "conflict" | "too_large" | "rate_limited" | "no_route" | "forbidden" | "idempotency_mismatch";
     /**
      * A human-readable explanation.
      */
@@ -267,7 +284,7 @@ export interface JobError {
     /**
      * Why a request or a job failed; clients branch on this, never on messages.
      */
-    code: "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal" | "unauthorized" | "conflict" | "too_large" | "rate_limited" | "no_route";
+    code: "bad_request" | "unknown_kind" | "bad_args" | "bad_id" | "not_found" | "unavailable" | "overloaded" | "timeout" | "cancelled" | "internal" | "unauthorized" | "conflict" | "too_large" | "rate_limited" | "no_route" | "forbidden" | "idempotency_mismatch";
     /**
      * A human-readable explanation (may quote the offending value).
      */

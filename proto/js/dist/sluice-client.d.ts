@@ -13,6 +13,16 @@ export type { BatchUpsertArgs, ErrorCode, EventFrame, EventStatus, JobError, Job
 export type Welcome = Extract<ServerFrame, {
     type: "welcome";
 }>;
+/**
+ * A `message` frame: what a backend published to this user (`POST
+ * /v1/publish`, `sluice.publish(...)`), in the same seq order as job events.
+ * `T` is the application's own type of `data`; the client does not check it.
+ */
+export type Message<T = unknown> = Omit<Extract<ServerFrame, {
+    type: "message";
+}>, "data"> & {
+    data: T;
+};
 /** The part of the browser `WebSocket` this client uses; inject a fake in tests. */
 export interface SocketLike {
     readonly readyState: number;
@@ -125,6 +135,8 @@ export interface ClientOptions {
     onGap?: (gap: GapInfo) => void;
     /** Every event, after duplicate removal, in order. */
     onEvent?: (event: EventFrame) => void;
+    /** Every message a backend published, after duplicate removal, in order. */
+    onMessage?: (message: Message) => void;
     /** Every `welcome`. */
     onWelcome?: (welcome: Welcome) => void;
     /** Ended jobs whose events are kept for late `events()` readers. */
@@ -160,6 +172,7 @@ export declare class SluiceClient {
     private seq;
     private hasSeq;
     private session;
+    private readonly messageListeners;
     private welcomeValue;
     private resumeSent;
     private refCounter;
@@ -208,6 +221,17 @@ export declare class SluiceClient {
     onJob(jobId: string, listener: (event: EventFrame) => void): () => void;
     /** The events of `jobId` as an async iterator that ends after the terminal event. */
     events(jobId: string): AsyncIterableIterator<EventFrame>;
+    /**
+     * Calls `listener` with every message from now on (after duplicate
+     * removal, in seq order); returns the unsubscribe function.
+     */
+    onMessages<T = unknown>(listener: (message: Message<T>) => void): () => void;
+    /**
+     * Messages from now on as an async iterator, until `return()` (a `break`
+     * out of `for await`). Messages that arrive while the loop body runs are
+     * buffered, so a slow body holds them in memory.
+     */
+    messages<T = unknown>(): AsyncIterableIterator<Message<T>>;
     private setState;
     private open;
     private clearRefreshTimer;
@@ -227,6 +251,7 @@ export declare class SluiceClient {
     private handle;
     private onWelcome;
     private onEventFrame;
+    private onMessageFrame;
     private record;
 }
 /**

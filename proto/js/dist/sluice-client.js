@@ -85,6 +85,7 @@ export class SluiceClient {
         this.currentToken = null;
         this.generation = 0;
         this.session = null;
+        this.messageListeners = new Set();
         this.welcomeValue = null;
         this.resumeSent = false;
         this.refCounter = 0;
@@ -237,6 +238,54 @@ export class SluiceClient {
                     unsubscribe();
                 }
                 return { done: false, value: event };
+            },
+            return: async () => {
+                finished = true;
+                unsubscribe();
+                buffered.length = 0;
+                wake?.();
+                return { done: true, value: undefined };
+            },
+            [Symbol.asyncIterator]() {
+                return iterator;
+            },
+        };
+        return iterator;
+    }
+    /**
+     * Calls `listener` with every message from now on (after duplicate
+     * removal, in seq order); returns the unsubscribe function.
+     */
+    onMessages(listener) {
+        const untyped = listener;
+        this.messageListeners.add(untyped);
+        return () => {
+            this.messageListeners.delete(untyped);
+        };
+    }
+    /**
+     * Messages from now on as an async iterator, until `return()` (a `break`
+     * out of `for await`). Messages that arrive while the loop body runs are
+     * buffered, so a slow body holds them in memory.
+     */
+    messages() {
+        const buffered = [];
+        let wake = null;
+        let finished = false;
+        const unsubscribe = this.onMessages((message) => {
+            buffered.push(message);
+            wake?.();
+        });
+        const iterator = {
+            next: async () => {
+                while (buffered.length === 0 && !finished) {
+                    await new Promise((resolve) => (wake = resolve));
+                    wake = null;
+                }
+                const message = buffered.shift();
+                if (message === undefined)
+                    return { done: true, value: undefined };
+                return { done: false, value: message };
             },
             return: async () => {
                 finished = true;
@@ -490,6 +539,9 @@ export class SluiceClient {
             case "event":
                 this.onEventFrame(frame);
                 return;
+            case "message":
+                this.onMessageFrame(frame);
+                return;
             case "refreshed":
                 this.scheduleRefresh(frame.exp);
                 return;
@@ -557,6 +609,17 @@ export class SluiceClient {
             listener(event);
         if (record.ended)
             record.listeners.clear();
+    }
+    onMessageFrame(frame) {
+        if (frame.seq <= this.seq) {
+            this.duplicatesDropped += 1;
+            return;
+        }
+        this.seq = frame.seq;
+        const message = { ...frame };
+        this.options.onMessage?.(message);
+        for (const listener of [...this.messageListeners])
+            listener(message);
     }
     record(jobId) {
         let record = this.jobs.get(jobId);

@@ -82,7 +82,9 @@ export type ErrorCode =
   | "conflict"
   | "too_large"
   | "rate_limited"
-  | "no_route";
+  | "no_route"
+  | "forbidden"
+  | "idempotency_mismatch";
 /**
  * Where a job is in its lifecycle, as seen in `event` frames.
  *
@@ -176,6 +178,24 @@ export type ServerFrame =
     })
   | {
       /**
+       * What the backend published: any JSON value.
+       */
+      data: {
+        [k: string]: unknown;
+      };
+      /**
+       * The publication's id: its idempotency key when it had one, a
+       * UUID otherwise. Equal ids on two messages mean one publication.
+       */
+      id: string;
+      /**
+       * Its place in the user's log, shared with job events.
+       */
+      seq: number;
+      type: "message";
+    }
+  | {
+      /**
        * Why a request or a job failed; clients branch on this, never on messages.
        */
       code:
@@ -193,7 +213,9 @@ export type ServerFrame =
         | "conflict"
         | "too_large"
         | "rate_limited"
-        | "no_route";
+        | "no_route"
+        | "forbidden"
+        | "idempotency_mismatch";
       /**
        * A human-readable explanation.
        */
@@ -331,7 +353,9 @@ export interface JobError {
     | "conflict"
     | "too_large"
     | "rate_limited"
-    | "no_route";
+    | "no_route"
+    | "forbidden"
+    | "idempotency_mismatch";
   /**
    * A human-readable explanation (may quote the offending value).
    */

@@ -33,6 +33,15 @@ export type {
 /** The `welcome` frame. */
 export type Welcome = Extract<ServerFrame, { type: "welcome" }>;
 
+/**
+ * A `message` frame: what a backend published to this user (`POST
+ * /v1/publish`, `sluice.publish(...)`), in the same seq order as job events.
+ * `T` is the application's own type of `data`; the client does not check it.
+ */
+export type Message<T = unknown> = Omit<Extract<ServerFrame, { type: "message" }>, "data"> & {
+  data: T;
+};
+
 /** The part of the browser `WebSocket` this client uses; inject a fake in tests. */
 export interface SocketLike {
   readonly readyState: number;
@@ -188,6 +197,8 @@ export interface ClientOptions {
   onGap?: (gap: GapInfo) => void;
   /** Every event, after duplicate removal, in order. */
   onEvent?: (event: EventFrame) => void;
+  /** Every message a backend published, after duplicate removal, in order. */
+  onMessage?: (message: Message) => void;
   /** Every `welcome`. */
   onWelcome?: (welcome: Welcome) => void;
   /** Ended jobs whose events are kept for late `events()` readers. */
@@ -252,6 +263,7 @@ export class SluiceClient {
   private seq: number;
   private hasSeq: boolean;
   private session: string | null = null;
+  private readonly messageListeners = new Set<(message: Message) => void>();
   private welcomeValue: Welcome | null = null;
   private resumeSent = false;
 
@@ -411,6 +423,55 @@ export class SluiceClient {
           unsubscribe();
         }
         return { done: false, value: event };
+      },
+      return: async () => {
+        finished = true;
+        unsubscribe();
+        buffered.length = 0;
+        wake?.();
+        return { done: true, value: undefined };
+      },
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+    };
+    return iterator;
+  }
+
+  /**
+   * Calls `listener` with every message from now on (after duplicate
+   * removal, in seq order); returns the unsubscribe function.
+   */
+  onMessages<T = unknown>(listener: (message: Message<T>) => void): () => void {
+    const untyped = listener as (message: Message) => void;
+    this.messageListeners.add(untyped);
+    return () => {
+      this.messageListeners.delete(untyped);
+    };
+  }
+
+  /**
+   * Messages from now on as an async iterator, until `return()` (a `break`
+   * out of `for await`). Messages that arrive while the loop body runs are
+   * buffered, so a slow body holds them in memory.
+   */
+  messages<T = unknown>(): AsyncIterableIterator<Message<T>> {
+    const buffered: Message<T>[] = [];
+    let wake: (() => void) | null = null;
+    let finished = false;
+    const unsubscribe = this.onMessages<T>((message) => {
+      buffered.push(message);
+      wake?.();
+    });
+    const iterator: AsyncIterableIterator<Message<T>> = {
+      next: async () => {
+        while (buffered.length === 0 && !finished) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = null;
+        }
+        const message = buffered.shift();
+        if (message === undefined) return { done: true, value: undefined };
+        return { done: false, value: message };
       },
       return: async () => {
         finished = true;
@@ -658,6 +719,9 @@ export class SluiceClient {
       case "event":
         this.onEventFrame(frame);
         return;
+      case "message":
+        this.onMessageFrame(frame);
+        return;
       case "refreshed":
         this.scheduleRefresh(frame.exp);
         return;
@@ -720,6 +784,17 @@ export class SluiceClient {
     this.options.onEvent?.(event);
     for (const listener of [...record.listeners]) listener(event);
     if (record.ended) record.listeners.clear();
+  }
+
+  private onMessageFrame(frame: Message): void {
+    if (frame.seq <= this.seq) {
+      this.duplicatesDropped += 1;
+      return;
+    }
+    this.seq = frame.seq;
+    const message: Message = { ...frame };
+    this.options.onMessage?.(message);
+    for (const listener of [...this.messageListeners]) listener(message);
   }
 
   private record(jobId: string): JobRecord {

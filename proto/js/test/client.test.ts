@@ -11,6 +11,7 @@ import {
   tokenExpiry,
   wsUrl,
   type ClientOptions,
+  type Message,
   type ConnectionState,
   type EventFrame,
   type GapInfo,
@@ -270,6 +271,39 @@ test("duplicates by seq are dropped; progress (seq 0) passes", async () => {
   );
   assert.equal(h.client.duplicatesDropped, 3);
   assert.equal(h.client.lastSeq, 12);
+});
+
+test("messages share the seq with events: typed, deduplicated, in order, iterable", async () => {
+  const seen: Message[] = [];
+  const h = harness({ onMessage: (m) => seen.push(m) });
+  const s = await connected(h, 10);
+  const typed: { text: string }[] = [];
+  const off = h.client.onMessages<{ text: string }>((m) => typed.push(m.data));
+  const iterator = h.client.messages<{ text: string }>();
+  const first = iterator.next();
+  s.deliver({ type: "message", seq: 11, data: { text: "export ready" }, id: "k1" });
+  s.deliver(ev(12, "a", "done"));
+  s.deliver({ type: "message", seq: 11, data: { text: "export ready" }, id: "k1" });
+  s.deliver({ type: "message", seq: 9, data: { text: "old" }, id: "k0" });
+  s.deliver({ type: "message", seq: 13, data: { text: "second" }, id: "k2" });
+  assert.deepEqual(
+    seen.map((m) => [m.seq, m.id]),
+    [
+      [11, "k1"],
+      [13, "k2"],
+    ],
+  );
+  assert.deepEqual(typed.map((d) => d.text), ["export ready", "second"]);
+  assert.deepEqual(h.events.map((e) => e.seq), [12]);
+  assert.equal(h.client.duplicatesDropped, 2);
+  assert.equal(h.client.lastSeq, 13);
+  assert.equal((await first).value?.data.text, "export ready");
+  assert.equal((await iterator.next()).value?.data.text, "second");
+  off();
+  await iterator.return?.();
+  s.deliver({ type: "message", seq: 14, data: { text: "after" }, id: "k3" });
+  assert.deepEqual(typed.length, 2, "unsubscribed");
+  assert.equal((await iterator.next()).done, true);
 });
 
 test("a replay after resume that repeats seen events delivers each once", async () => {
