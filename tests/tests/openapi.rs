@@ -38,6 +38,7 @@ async fn the_document_matches_the_routes() {
         ("GET", "/v1/jobs/{id}"),
         ("DELETE", "/v1/jobs/{id}"),
         ("POST", "/v1/jobs/{id}/run"),
+        ("POST", "/v1/publish"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
