@@ -161,6 +161,11 @@ pub struct GatewayConfig {
     /// (256 KiB). Keep it well below `outbound_queue_bytes`: a message
     /// near that size closes a session that is a little behind with 1013.
     pub max_publish_bytes: usize,
+    /// How long a kind stays admitted after the last heartbeat of the last
+    /// runner announcing it: long enough that a runner's restart does not
+    /// refuse the jobs that would wait for it in the queue, short enough
+    /// that a kind taken out of the deployment is soon refused.
+    pub kind_grace_secs: u64,
     /// Bad frames in a row before closing with 1008.
     pub max_bad_frames: u32,
     /// Frames queued for one session before it is closed with 1013 as too slow.
@@ -224,6 +229,7 @@ impl Default for GatewayConfig {
             heartbeat_ms: 25_000,
             max_message_bytes: 16 * 1024 * 1024,
             max_publish_bytes: 64 * 1024,
+            kind_grace_secs: 300,
             max_bad_frames: 16,
             outbound_queue: 4096,
             outbound_queue_bytes: 1024 * 1024,
@@ -505,6 +511,9 @@ impl GatewayConfig {
                 "gateway.max_hello_bytes",
                 "must not exceed gateway.max_message_bytes".into(),
             ));
+        }
+        if !(1..=86_400).contains(&self.kind_grace_secs) {
+            return Err(("gateway.kind_grace_secs", "must be 1 to 86400".into()));
         }
         at_least(
             "gateway.max_publish_bytes",

@@ -5,8 +5,9 @@
 use crate::metrics as m;
 use serde_json::value::RawValue;
 use sluice_broker::PublishError;
-use sluice_proto::{JobEnvelope, JobKind};
+use sluice_proto::{JobEnvelope, KindName};
 use sluice_store::JobStatus;
+use sluice_store::job_keys::{self, Earlier, JobKey};
 use sluice_store::jobs::{self as lifecycle, Admission, CancelOutcome, RunCheck};
 use sluice_store::outbox;
 use uuid::Uuid;
@@ -31,6 +32,14 @@ pub enum CommandError {
     /// A per-user quota refused the job (nothing was recorded).
     #[error("{}", quota_message(*.0))]
     OverQuota(Admission),
+    /// The `Idempotency-Key` was used in the last 24 hours with another
+    /// body (nothing was recorded).
+    #[error("this Idempotency-Key was used with a different request in the last 24 hours")]
+    IdempotencyMismatch,
+    /// The kind is not served, or the args do not fit its schema (nothing
+    /// was recorded).
+    #[error(transparent)]
+    Refused(#[from] crate::kinds::Refusal),
 }
 
 /// How long a client refused by a quota is told to wait: an active job
@@ -79,23 +88,26 @@ pub async fn submit(
     state: &AppState,
     job_id: Uuid,
     user: &str,
-    kind: JobKind,
+    kind: &KindName,
     args: &RawValue,
-) -> Result<(), CommandError> {
+    key: Option<JobKey<'_>>,
+) -> Result<Recorded, CommandError> {
+    // A kind or args refused count as rejected, not as submitted (as a
+    // frame refused by the decoder).
+    if let Err(refusal) = state.kinds.admit(&state.pool, kind, args).await {
+        count_rejected(refusal_code(&refusal).as_str());
+        return Err(refusal.into());
+    }
     metrics::counter!(m::JOBS_SUBMITTED).increment(1);
     let outcome = async {
         let body = envelope(job_id, user, kind, args)?;
-        {
-            let client = state.pool.get().await?;
-            let quota = state.config.gateway.user_quota();
-            match lifecycle::record_queued(&**client, job_id, user, kind, &body, quota).await? {
-                Admission::Recorded => {}
-                refused => return Err(CommandError::OverQuota(refused)),
-            }
+        let what = Record::Queued { kind, body: &body };
+        if let Recorded::Earlier { job_id, status } = record(state, job_id, user, what, key).await? {
+            return Ok(Recorded::Earlier { job_id, status });
         }
         let Err(refused) = state.outbox.send_job(&body).await else {
             take_out_of_outbox(state, job_id).await;
-            return Ok(());
+            return Ok(Recorded::New);
         };
         let withdrawn = async {
             let client = state.pool.get().await?;
@@ -105,19 +117,21 @@ pub async fn submit(
             Ok(true) => Err(CommandError::Broker(refused)),
             Ok(false) => {
                 tracing::info!(%job_id, error = %refused, "no confirm, but a runner already has the job");
-                Ok(())
+                Ok(Recorded::New)
             }
             Err(e) => {
                 tracing::warn!(%job_id, publish = %refused, error = %e,
                     "could not withdraw an unconfirmed job; the outbox relay will publish it");
-                Ok(())
+                Ok(Recorded::New)
             }
         }
     }
     .await;
     match &outcome {
-        Ok(()) => metrics::counter!(m::JOBS_ACCEPTED).increment(1),
+        Ok(Recorded::New) => metrics::counter!(m::JOBS_ACCEPTED).increment(1),
+        Ok(Recorded::Earlier { .. }) => {}
         Err(CommandError::OverQuota(_)) => count_rejected("rate_limited"),
+        Err(CommandError::IdempotencyMismatch) => count_rejected("idempotency_mismatch"),
         Err(_) => count_rejected("unavailable"),
     }
     outcome
@@ -136,6 +150,17 @@ async fn take_out_of_outbox(state: &AppState, job_id: Uuid) {
     }
 }
 
+/// The error code a client gets for `refusal`.
+pub fn refusal_code(refusal: &crate::kinds::Refusal) -> sluice_proto::ErrorCode {
+    use crate::kinds::Refusal;
+    use sluice_proto::ErrorCode;
+    match refusal {
+        Refusal::UnknownKind(_) => ErrorCode::UnknownKind,
+        Refusal::BadArgs(_) => ErrorCode::BadArgs,
+        Refusal::NotLoaded(_) => ErrorCode::Unavailable,
+    }
+}
+
 /// Counts a refused submission under `reason` (an error code).
 pub fn count_rejected(reason: &'static str) {
     metrics::counter!(m::JOBS_REJECTED, "reason" => reason).increment(1);
@@ -146,13 +171,96 @@ pub async fn create(
     state: &AppState,
     job_id: Uuid,
     user: &str,
-    kind: JobKind,
+    kind: &KindName,
     args: &RawValue,
-) -> Result<(), CommandError> {
-    let client = state.pool.get().await?;
+    key: Option<JobKey<'_>>,
+) -> Result<Recorded, CommandError> {
+    if let Err(refusal) = state.kinds.admit(&state.pool, kind, args).await {
+        count_rejected(refusal_code(&refusal).as_str());
+        return Err(refusal.into());
+    }
+    let what = Record::Created {
+        kind,
+        args: args.get(),
+    };
+    record(state, job_id, user, what, key).await
+}
+
+/// What a submission made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// A new job (the id the caller chose).
+    New,
+    /// Nothing: an earlier request with the same `Idempotency-Key` and
+    /// body made this job, now in this status.
+    Earlier {
+        /// The earlier request's job.
+        job_id: Uuid,
+        /// Its status now.
+        status: JobStatus,
+    },
+}
+
+/// The row a submission records.
+enum Record<'a> {
+    /// `queued`, with its outbox entry (the message body).
+    Queued { kind: &'a KindName, body: &'a [u8] },
+    /// `created`, keeping its args.
+    Created { kind: &'a KindName, args: &'a str },
+}
+
+async fn record_row<C: tokio_postgres::GenericClient>(
+    client: &C,
+    state: &AppState,
+    job_id: Uuid,
+    user: &str,
+    what: &Record<'_>,
+) -> Result<Admission, tokio_postgres::Error> {
     let quota = state.config.gateway.user_quota();
-    match lifecycle::record_created(&**client, job_id, user, kind, args.get(), quota).await? {
-        Admission::Recorded => Ok(()),
+    match *what {
+        Record::Queued { kind, body } => {
+            lifecycle::record_queued(client, job_id, user, kind, body, quota).await
+        }
+        Record::Created { kind, args } => {
+            lifecycle::record_created(client, job_id, user, kind, args, quota).await
+        }
+    }
+}
+
+/// Records the job; with an idempotency key, claims the key in the same
+/// transaction, or answers what the earlier request with it made.
+async fn record(
+    state: &AppState,
+    job_id: Uuid,
+    user: &str,
+    what: Record<'_>,
+    key: Option<JobKey<'_>>,
+) -> Result<Recorded, CommandError> {
+    let mut client = state.pool.get().await?;
+    let Some(key) = key else {
+        return match record_row(&**client, state, job_id, user, &what).await? {
+            Admission::Recorded => Ok(Recorded::New),
+            refused => Err(CommandError::OverQuota(refused)),
+        };
+    };
+    let tx = client.transaction().await?;
+    // Waits while a concurrent request holds the same key, then sees it.
+    if !job_keys::claim(&*tx, user, key, job_id).await? {
+        return match job_keys::earlier(&*tx, user, key).await? {
+            Some(Earlier::Same { job_id, status }) => Ok(Recorded::Earlier { job_id, status }),
+            Some(Earlier::Different) => Err(CommandError::IdempotencyMismatch),
+            // Its job went in between (withdrawn, pruned): try again.
+            None => Err(CommandError::Database(
+                "the idempotency key was released meanwhile; retry".into(),
+            )),
+        };
+    }
+    match record_row(&*tx, state, job_id, user, &what).await? {
+        Admission::Recorded => {
+            tx.commit().await?;
+            Ok(Recorded::New)
+        }
+        // Rolled back with the key: a retry after the quota frees may use it.
         refused => Err(CommandError::OverQuota(refused)),
     }
 }
@@ -173,7 +281,7 @@ pub async fn run_created(state: &AppState, user: &str, job_id: Uuid) -> Result<(
         };
         let args = RawValue::from_string(args)
             .map_err(|e| CommandError::Database(format!("stored args do not parse: {e}")))?;
-        let body = envelope(job_id, user, kind, &args)?;
+        let body = envelope(job_id, user, &kind, &args)?;
         let quota = state.config.gateway.user_quota();
         match lifecycle::queue_created(&*tx, job_id, user, &body, quota).await? {
             Admission::Recorded => {}
@@ -256,13 +364,13 @@ pub async fn cancel(
 fn envelope(
     job_id: Uuid,
     user: &str,
-    kind: JobKind,
+    kind: &KindName,
     args: &RawValue,
 ) -> Result<Vec<u8>, CommandError> {
     let envelope = JobEnvelope {
         job_id,
         user: user.to_owned(),
-        kind,
+        kind: kind.clone(),
         args,
         submitted_at_ms: sluice_proto::now_ms(),
     };

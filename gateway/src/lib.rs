@@ -11,6 +11,7 @@ pub mod demo;
 pub mod handle;
 pub mod http;
 pub mod jobs;
+pub mod kinds;
 pub mod limits;
 pub mod listener;
 pub mod mailbox;
@@ -150,6 +151,10 @@ pub async fn serve(
         )),
         outbox,
         control,
+        kinds: Arc::new(kinds::Kinds::new(
+            &config.amqp.prefix,
+            std::time::Duration::from_secs(gateway.kind_grace_secs),
+        )),
         pool,
         amqp: link,
         shutdown: shutdown.clone(),
@@ -169,6 +174,11 @@ pub async fn serve(
         instance,
     ));
     let database_watch = tokio::spawn(watch_database(state.clone()));
+    let kinds_watch = tokio::spawn(kinds::keep_fresh(
+        state.kinds.clone(),
+        state.pool.clone(),
+        shutdown.clone(),
+    ));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
     let app = http::router(state.clone());
@@ -210,6 +220,7 @@ pub async fn serve(
     server.await?;
     tracing::info!("drained");
     database_watch.abort();
+    kinds_watch.abort();
     events.abort();
     amqp::close(&state.amqp.connection(), "gateway stopping").await;
     Ok(())

@@ -33,6 +33,8 @@ pub struct AppState {
     pub outbox: Publisher,
     /// Sends cancel requests to the runners.
     pub control: sluice_broker::ControlPublisher,
+    /// The kinds the runners of this prefix serve, with their args schemas.
+    pub kinds: Arc<crate::kinds::Kinds>,
     /// Reads of the event log (welcome, replay, gap reads).
     pub pool: Pool,
     /// The broker connection in use, watched by `/readyz`; replaced by

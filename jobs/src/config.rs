@@ -68,6 +68,9 @@ pub struct RunnerConfig {
     /// recorded: the bound on how late a cancel whose wake-up message was
     /// lost stops its job.
     pub cancel_poll_ms: u64,
+    /// How often the runner refreshes its announcement of the kinds it
+    /// serves (the gateways' `gateway.kind_grace_secs` must outlast it).
+    pub kinds_heartbeat_ms: u64,
 }
 
 impl Default for RunnerConfig {
@@ -86,6 +89,7 @@ impl Default for RunnerConfig {
             shutdown_grace_ms: 30_000,
             metrics_listen: "127.0.0.1:9101".into(),
             cancel_poll_ms: 1_000,
+            kinds_heartbeat_ms: 5_000,
         }
     }
 }
@@ -101,14 +105,13 @@ impl Settings for Config {
 }
 
 impl RunnerConfig {
-    /// The time limit of `kind`.
-    pub fn timeout(&self, kind: sluice_proto::JobKind) -> Duration {
-        Duration::from_millis(
-            self.kind_timeouts_ms
-                .get(kind.as_str())
-                .copied()
-                .unwrap_or(self.default_timeout_ms),
-        )
+    /// The time limit of `kind`: its `kind_timeouts_ms` entry, else the
+    /// handler's `own` limit, else `default_timeout_ms`.
+    pub fn timeout(&self, kind: &str, own: Option<Duration>) -> Duration {
+        match self.kind_timeouts_ms.get(kind) {
+            Some(ms) => Duration::from_millis(*ms),
+            None => own.unwrap_or(Duration::from_millis(self.default_timeout_ms)),
+        }
     }
 
     /// Checks the section; the error names the bad setting and why.
@@ -127,6 +130,9 @@ impl RunnerConfig {
         positive("runner.event_retention_hours", self.event_retention_hours)?;
         positive("runner.job_retention_hours", self.job_retention_hours)?;
         positive("runner.relay_interval_ms", self.relay_interval_ms)?;
+        if !(100..=60_000).contains(&self.kinds_heartbeat_ms) {
+            return Err(("runner.kinds_heartbeat_ms", "must be 100 to 60000".into()));
+        }
         // The longest tier waits 2^7 times this in a RabbitMQ TTL, whose
         // ceiling is about 49 days; an hour keeps every tier well inside it.
         if !(1..=MAX_RETRY_DELAY_MS).contains(&self.retry_delay_ms) {
@@ -157,10 +163,10 @@ impl RunnerConfig {
             }
         }
         for (kind, ms) in &self.kind_timeouts_ms {
-            if sluice_proto::JobKind::parse(kind).is_none() {
+            if sluice_proto::KindName::parse(kind).is_err() {
                 return Err((
                     "runner.kind_timeouts_ms",
-                    format!("`{kind}` is not a job kind"),
+                    format!("`{kind}` is not a kind name"),
                 ));
             }
             if *ms == 0 || *ms > MAX_JOB_MS {

@@ -228,11 +228,18 @@ async fn handle(runner: &Runner, delivery: Delivery) {
         }
     };
     let span = tracing::info_span!("job", job_id = %job.job_id, kind = job.kind.as_str(), user = %job.user);
+    // A metric label per kind this runner serves, one for any other: the
+    // kind comes from the message, and labels must stay few.
+    let kind_label = if runner.handlers.serves(job.kind.as_str()) {
+        job.kind.to_string()
+    } else {
+        "other".to_owned()
+    };
     async move {
         let Some(cancel) = runner.in_flight.enter(job.job_id) else {
             // This runner executes the job already (the broker redelivered
             // it after a lost connection): look again later.
-            metrics::counter!(m::JOBS_FINISHED, "kind" => job.kind.as_str(), "outcome" => "deferred")
+            metrics::counter!(m::JOBS_FINISHED, "kind" => kind_label, "outcome" => "deferred")
                 .increment(1);
             defer(runner, &delivery).await;
             return;
@@ -249,16 +256,18 @@ async fn handle(runner: &Runner, delivery: Delivery) {
             .unwrap_or_else(|panic| {
                 let what = panic_message(panic.as_ref());
                 tracing::error!(panic = %what, "the job's task panicked");
-                Err(JobFailure::Transient(format!("the runner panicked: {what}")))
+                Err(JobFailure::Transient(format!(
+                    "the runner panicked: {what}"
+                )))
             });
         let label = match &outcome {
             Ok(ended) => ended.label,
             Err(_) if runner.hand_back.is_cancelled() => "handed_back",
             Err(_) => "retried",
         };
-        let kind = job.kind.as_str();
-        metrics::counter!(m::JOBS_FINISHED, "kind" => kind, "outcome" => label).increment(1);
-        metrics::histogram!(m::JOB_DURATION_SECONDS, "kind" => kind)
+        metrics::counter!(m::JOBS_FINISHED, "kind" => kind_label.clone(), "outcome" => label)
+            .increment(1);
+        metrics::histogram!(m::JOB_DURATION_SECONDS, "kind" => kind_label)
             .record(started.elapsed().as_secs_f64());
         metrics::gauge!(m::JOBS_IN_FLIGHT).decrement(1.0);
         runner.in_flight.leave(job.job_id);
@@ -506,7 +515,7 @@ async fn execute(
     cancel: &CancellationToken,
     attempt: i32,
 ) -> Result<Option<Outcome>, JobFailure> {
-    let limit = runner.settings.timeout(job.kind);
+    let limit = runner.handlers.timeout(job.kind.as_str(), &runner.settings);
     tracing::info!(attempt, limit_ms = limit.as_millis() as u64, "running job");
     let started = std::time::Instant::now();
     let tx = client.transaction().await?;
@@ -515,7 +524,7 @@ async fn execute(
         .await?;
     let server_cancel = tx.cancel_token();
     let work = async {
-        match runner.handlers.get(job.kind) {
+        match runner.handlers.get(job.kind.as_str()) {
             Some(handler) => {
                 handler
                     .run(JobContext {

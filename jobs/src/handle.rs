@@ -26,6 +26,9 @@ pub enum StartError {
     /// A setting is out of range (the same checks as at load).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The handlers' kinds could not be announced as they are.
+    #[error(transparent)]
+    Kinds(#[from] crate::announce::KindsError),
 }
 
 /// Why a runner stopped other than by a clean shutdown.
@@ -74,6 +77,10 @@ impl JobRunner {
     /// [`Handlers`] by kind.
     pub fn start_with(config: Config, handlers: Handlers) -> Result<RunnerHandle, StartError> {
         config.validate()?;
+        crate::announce::check(
+            &handlers.specs(&config.runner),
+            &config.runner.kind_timeouts_ms,
+        )?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run_with(config, handlers, shutdown.clone()));
         Ok(RunnerHandle { shutdown, task })

@@ -2,6 +2,7 @@
 //! database work, commits each job's outcome together with its event, then
 //! publishes the event. See `docs/architecture.md`.
 
+pub mod announce;
 mod attempt;
 pub mod catalog;
 pub mod config;
@@ -143,6 +144,20 @@ pub async fn run_with(
     let (pool, tls) = sluice_store::pool_and_connector(&config.database)?;
     wait_for_database(&pool).await?;
     sluice_store::ensure_current(&pool, &config.database).await?;
+    let kinds = handlers.specs(&config.runner);
+    let announcer = sluice_store::kinds::Announcer {
+        runner_id: uuid::Uuid::new_v4(),
+        amqp_prefix: config.amqp.prefix.clone(),
+        heartbeat: Duration::from_millis(config.runner.kinds_heartbeat_ms),
+    };
+    announce::announce(&pool, &announcer, &kinds).await?;
+    tracing::info!(runner = %announcer.runner_id, kinds = kinds.len(), "announced the kinds this runner serves");
+    let heartbeat = tokio::spawn(announce::keep_alive(
+        pool.clone(),
+        announcer,
+        kinds,
+        shutdown.clone(),
+    ));
     let retention = tokio::spawn(retention::run(
         pool.clone(),
         retention::Retention {
@@ -289,6 +304,7 @@ pub async fn run_with(
         }
     };
     gauges.abort();
+    heartbeat.abort();
     cancel_poll.abort();
     retention.abort();
     outcome

@@ -1,6 +1,6 @@
 //! Pruning stored events past their retention (how far back a client can
-//! resume), ended jobs past theirs, and publication idempotency keys past
-//! their 24 hours. Every runner prunes; the deletes are
+//! resume), ended jobs past theirs, and idempotency keys (of publications
+//! and of `POST /v1/jobs`) past their 24 hours. Every runner prunes; the deletes are
 //! idempotent.
 
 use std::time::Duration;
@@ -36,7 +36,7 @@ pub async fn run(pool: Pool, keep: Retention, shutdown: CancellationToken) {
         }
         match prune_keys(&pool).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(keys = n, "pruned publication keys past 24 hours"),
+            Ok(n) => tracing::info!(keys = n, "pruned idempotency keys past 24 hours"),
             Err(e) => tracing::warn!(error = %e, "publication key pruning failed"),
         }
         tokio::select! {
@@ -58,5 +58,7 @@ async fn prune_jobs(pool: &Pool, keep: Duration) -> Result<u64, sluice_store::St
 
 async fn prune_keys(pool: &Pool) -> Result<u64, sluice_store::StoreError> {
     let client = pool.get().await?;
-    Ok(sluice_store::publish::prune_keys(&**client).await?)
+    let publications = sluice_store::publish::prune_keys(&**client).await?;
+    let jobs = sluice_store::job_keys::prune(&**client).await?;
+    Ok(publications + jobs)
 }

@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(rows[2], serde_json::json!({ "id": 102, "value": "r7" }));
         match sluice_proto::ClientFrame::decode(&text).unwrap() {
             sluice_proto::ClientFrame::Submit(submit) => {
-                assert_eq!(submit.kind, sluice_proto::JobKind::BatchUpsert)
+                assert_eq!(submit.kind.as_str(), sluice_proto::kind::BATCH_UPSERT)
             }
             other => panic!("not a submit: {other:?}"),
         }

@@ -1,55 +1,12 @@
-//! Job kinds, their args, and the envelope a job travels in over AMQP.
+//! The built-in kinds' args, and the envelope a job travels in over AMQP.
 
+use crate::kind::{self, KindName};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-/// The job kinds this version of Sluice runs (PROTOCOL.md section 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    /// Upsert rows into an allow-listed table in one transaction.
-    BatchUpsert,
-    /// Hold one pooled connection in `pg_sleep`; the slow-query stand-in.
-    Sleep,
-}
-
 /// Longest `sleep` accepted: one day. Longer is surely a mistake.
 pub const MAX_SLEEP_MS: u64 = 24 * 60 * 60 * 1000;
-
-impl JobKind {
-    /// Every kind, for listings and docs.
-    pub const ALL: [JobKind; 2] = [JobKind::BatchUpsert, JobKind::Sleep];
-
-    /// The kind named `name`, if this deployment runs it.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "batch_upsert" => Some(JobKind::BatchUpsert),
-            "sleep" => Some(JobKind::Sleep),
-            _ => None,
-        }
-    }
-
-    /// The snake_case name used on the wire and in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::BatchUpsert => "batch_upsert",
-            JobKind::Sleep => "sleep",
-        }
-    }
-
-    /// Checks the shape of `args` for this kind without building the rows.
-    ///
-    /// This is the cheap check done at submission; the runner still checks
-    /// tables, columns and values against the catalog.
-    pub fn check_args(self, args: &RawValue) -> Result<(), JobArgsError> {
-        match self {
-            JobKind::BatchUpsert => BatchUpsertHead::parse(args).map(|_| ()),
-            JobKind::Sleep => SleepArgs::parse(args).map(|_| ()),
-        }
-    }
-}
 
 /// Why a job's args were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,10 +17,13 @@ pub enum JobArgsError {
 }
 
 /// Args of `sleep`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+// The derived JSON Schema is what submissions are validated against (and
+// its doc comments are what `GET /v1/kinds` shows); `parse` is the
+// runner's own check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SleepArgs {
     /// How long to hold the connection in `pg_sleep`.
+    #[schemars(range(max = 86_400_000))]
     pub ms: u64,
 }
 
@@ -98,21 +58,23 @@ pub enum JobRequest {
 
 impl JobRequest {
     /// The request's kind.
-    pub fn kind(&self) -> JobKind {
+    pub fn kind(&self) -> &'static str {
         match self {
-            JobRequest::BatchUpsert(_) => JobKind::BatchUpsert,
-            JobRequest::Sleep(_) => JobKind::Sleep,
+            JobRequest::BatchUpsert(_) => kind::BATCH_UPSERT,
+            JobRequest::Sleep(_) => kind::SLEEP,
         }
     }
 }
 
-/// Args of `batch_upsert`, owned (the client's side of [`BatchUpsertHead`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+/// Args of `batch_upsert`: rows to upsert into an allow-listed table.
+// Owned, the client's side of `BatchUpsertHead`. The derived JSON Schema is
+// what submissions are validated against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BatchUpsertArgs {
     /// Target table; must be in the runner's `tables` allow-list.
     pub table: String,
     /// The conflict key columns (a unique index must cover them).
+    #[schemars(length(min = 1))]
     pub key: Vec<String>,
     /// The rows: objects that all have the first row's columns.
     pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
@@ -163,7 +125,7 @@ pub struct JobEnvelope<A> {
     /// The submitting user (JWT `sub`); events go to this user only.
     pub user: String,
     /// The job kind.
-    pub kind: JobKind,
+    pub kind: KindName,
     /// The args, as the client sent them.
     pub args: A,
     /// Gateway wall-clock at submission, milliseconds since the epoch.
@@ -234,14 +196,14 @@ mod tests {
         let env = JobEnvelope {
             job_id: Uuid::nil(),
             user: "u".into(),
-            kind: JobKind::Sleep,
+            kind: KindName::parse(kind::SLEEP).unwrap(),
             args: args.as_ref(),
             submitted_at_ms: 1,
         };
         let bytes = serde_json::to_vec(&env).unwrap();
         let back = OwnedJobEnvelope::decode(&bytes).unwrap();
         assert_eq!(back.args.get(), r#"{"ms": 5}"#);
-        assert_eq!(back.kind, JobKind::Sleep);
+        assert_eq!(back.kind.as_str(), kind::SLEEP);
         assert!(OwnedJobEnvelope::decode(b"\x00garbage").is_err());
     }
 }

@@ -9,6 +9,7 @@ pub mod close;
 pub mod codes;
 pub mod event;
 pub mod job;
+pub mod kind;
 pub mod server;
 pub mod token;
 
@@ -20,9 +21,9 @@ pub use close::CloseCode;
 pub use codes::{ErrorCode, MAX_ERROR_MESSAGE_BYTES, bounded_message};
 pub use event::{EventFrame, EventHead, EventStatus, JobError, Progress};
 pub use job::{
-    BatchUpsertArgs, ControlMessage, JobArgsError, JobEnvelope, JobKind, JobRequest,
-    OwnedJobEnvelope,
+    BatchUpsertArgs, ControlMessage, JobArgsError, JobEnvelope, JobRequest, OwnedJobEnvelope,
 };
+pub use kind::{KindName, KindSpec};
 pub use server::ServerFrame;
 pub use token::{Claims, MintError, MintOptions, PUBLISH_SCOPE, mint, mint_with};
 

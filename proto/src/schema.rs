@@ -9,9 +9,20 @@
 use schemars::JsonSchema;
 
 use crate::job::SleepArgs;
-use crate::{
-    BatchUpsertArgs, ErrorCode, EventStatus, JobKind, JobRequest, OutgoingFrame, ServerFrame,
-};
+use crate::{BatchUpsertArgs, ErrorCode, EventStatus, JobRequest, OutgoingFrame, ServerFrame};
+
+/// The job kinds this version of Sluice runs (PROTOCOL.md section 2).
+// Kinds are open on the wire (`KindName`); this names the built-in ones for
+// the TypeScript client's types.
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum JobKind {
+    /// Upsert rows into an allow-listed table in one transaction.
+    BatchUpsert,
+    /// Hold one pooled connection in `pg_sleep`; the slow-query stand-in.
+    Sleep,
+}
 
 /// Every type a client needs, as one root so each lands in `$defs`.
 #[derive(JsonSchema)]

@@ -111,6 +111,7 @@ pub async fn apply(
              GRANT INSERT (id, user_id, kind, status, args), DELETE ON {schema}.jobs TO {name};
              GRANT UPDATE (hidden, cancel_requested, updated_at) ON {schema}.jobs TO {name};
              GRANT INSERT, DELETE ON {schema}.job_outbox TO {name};
+             GRANT INSERT, UPDATE ON {schema}.job_keys TO {name};
              GRANT EXECUTE ON FUNCTION {schema}.queue_created(uuid, text, bytea, bigint),
                                        {schema}.unqueue(uuid),
                                        {schema}.publish(text, jsonb, text) TO {name};

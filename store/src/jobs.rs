@@ -448,7 +448,7 @@ pub async fn record_queued<C: GenericClient>(
     client: &C,
     job_id: uuid::Uuid,
     user: &str,
-    kind: sluice_proto::JobKind,
+    kind: &sluice_proto::KindName,
     body: &[u8],
     quota: UserQuota,
 ) -> Result<Admission, tokio_postgres::Error> {
@@ -487,7 +487,7 @@ pub async fn record_created<C: GenericClient>(
     client: &C,
     job_id: uuid::Uuid,
     user: &str,
-    kind: sluice_proto::JobKind,
+    kind: &sluice_proto::KindName,
     args: &str,
     quota: UserQuota,
 ) -> Result<Admission, tokio_postgres::Error> {
@@ -686,7 +686,7 @@ pub enum RunCheck {
     /// Ready to publish; the row is locked until the caller's commit.
     Ready {
         /// Its kind.
-        kind: sluice_proto::JobKind,
+        kind: sluice_proto::KindName,
         /// Its args, as submitted.
         args: String,
     },
@@ -709,7 +709,7 @@ pub async fn check_run<C: GenericClient>(
         return Ok(RunCheck::NotFound);
     };
     let status = status_of(&row, 0);
-    let kind = sluice_proto::JobKind::parse(row.get::<_, &str>(1));
+    let kind = sluice_proto::KindName::parse(row.get::<_, &str>(1)).ok();
     let args: Option<String> = row.get(2);
     if row.get::<_, bool>(3) {
         // Cancelled by the user; a runner is ending it.

@@ -18,6 +18,9 @@ pub const FRAME_PATIENCE: Duration = Duration::from_secs(30);
 /// One client connection.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Events of other jobs that [`Client::submit`] read while waiting for
+    /// its `accepted`; handed out first by the next reads.
+    held: std::collections::VecDeque<ServerFrame>,
 }
 
 /// What the server did instead of sending the expected frame.
@@ -44,7 +47,10 @@ impl Client {
                 .insert(name, HeaderValue::from_str(value).expect("header value"));
         }
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
-        Ok(Client { ws })
+        Ok(Client {
+            ws,
+            held: Default::default(),
+        })
     }
 
     /// Connects to a `wss://` URL, trusting only the certificates of
@@ -69,7 +75,10 @@ impl Client {
             ))),
         )
         .await?;
-        Ok(Client { ws })
+        Ok(Client {
+            ws,
+            held: Default::default(),
+        })
     }
 
     /// Connects without extra headers.
@@ -135,6 +144,9 @@ impl Client {
 
     /// The next frame or close, within `patience`.
     pub async fn receive(&mut self, patience: Duration) -> Received {
+        if let Some(frame) = self.held.pop_front() {
+            return Received::Frame(frame);
+        }
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
@@ -158,6 +170,9 @@ impl Client {
 
     /// The next frame or close, or `None` if nothing came within `patience`.
     pub async fn try_receive(&mut self, patience: Duration) -> Option<Received> {
+        if let Some(frame) = self.held.pop_front() {
+            return Some(Received::Frame(frame));
+        }
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
@@ -231,18 +246,22 @@ impl Client {
     }
 
     /// Submits a job and returns its id once `accepted` arrives. Panics on
-    /// an `error` for this ref or on any event before `accepted`.
+    /// an `error` for this ref. Events (of the user's other jobs: this
+    /// job's own wait for its `accepted`) and messages that arrive first
+    /// are kept for the next reads.
     pub async fn submit(&mut self, reference: &str, kind: &str, args: Value) -> Uuid {
         self.send(
             json!({ "type": "submit", "ref": reference, "job": { "kind": kind, "args": args } }),
         )
         .await;
-        loop {
+        // Frames held earlier come out first and go back in, in order.
+        let mut early = Vec::new();
+        let job_id = loop {
             match self.next_frame().await {
                 ServerFrame::Accepted {
                     reference: r,
                     job_id,
-                } if r == reference => return job_id,
+                } if r == reference => break job_id,
                 ServerFrame::Error {
                     reference: Some(r),
                     code,
@@ -252,9 +271,12 @@ impl Client {
                     panic!("submit {reference} refused: {code:?} {message}")
                 }
                 ServerFrame::Pong { .. } => {}
+                frame @ (ServerFrame::Event(_) | ServerFrame::Message { .. }) => early.push(frame),
                 other => panic!("unexpected frame before accepted: {other:?}"),
             }
-        }
+        };
+        self.held.extend(early);
+        job_id
     }
 
     /// Collects this job's events until its terminal one; other frames are

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use sluice_jobs::error::JobFailure;
 use sluice_jobs::handlers::{Handler, Handlers, JobContext};
-use sluice_proto::JobKind;
 use uuid::Uuid;
 
 /// Executions begun per job, shared by the handler and the test.
@@ -96,8 +95,21 @@ struct CountingSleep {
 }
 
 impl Handler for CountingSleep {
-    fn kind(&self) -> JobKind {
-        JobKind::Sleep
+    fn spec(&self) -> sluice_jobs::handlers::HandlerSpec {
+        // Stands in for the product's own `sleep`, under its name and schema.
+        let mut spec = self
+            .builtin
+            .specs(&Default::default())
+            .into_iter()
+            .find(|s| s.name.as_str() == sluice_proto::kind::SLEEP)
+            .expect("the built-in sleep");
+        spec.description.insert_str(0, "(counting) ");
+        sluice_jobs::handlers::HandlerSpec {
+            name: spec.name,
+            description: spec.description,
+            args_schema: spec.args_schema,
+            timeout: None,
+        }
     }
 
     fn run<'a>(
@@ -127,7 +139,7 @@ impl Handler for CountingSleep {
             }
             let sleep = self
                 .builtin
-                .get(JobKind::Sleep)
+                .get(sluice_proto::kind::SLEEP)
                 .ok_or_else(|| JobFailure::Transient("no built-in sleep handler".into()))?;
             sleep.run(ctx).await
         })

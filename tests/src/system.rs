@@ -357,8 +357,17 @@ impl System {
         for i in 0..system.gateways.len() {
             system.start_gateway(i);
         }
-        if !system.options.no_runner {
+        if system.options.no_runner {
+            // Jobs are to wait in the queue, so their kinds must be
+            // admitted without a runner: announce the built-in ones as a
+            // runner that is not there yet would.
+            let builtin = sluice_jobs::handlers::Handlers::builtin();
+            system
+                .announce_kinds(&builtin.specs(&Default::default()))
+                .await;
+        } else {
             system.start_runner();
+            system.wait_for_announced_kinds().await;
         }
         for i in 0..system.gateways.len() {
             system.wait_ready(i).await;
@@ -437,6 +446,44 @@ impl System {
         let gateway = &mut self.gateways[i];
         gateway.starts += 1;
         gateway.running = Some(running);
+    }
+
+    /// Waits until a runner of this system announced its kinds, so the
+    /// gateways admit them.
+    pub async fn wait_for_announced_kinds(&self) {
+        let prefix = self.prefix.clone();
+        crate::eventually(
+            Duration::from_secs(60),
+            "the runner to announce its kinds",
+            || {
+                let prefix = prefix.clone();
+                async move {
+                    let row = db()
+                        .await
+                        .query_one(
+                            "SELECT count(*) FROM runner_kinds WHERE amqp_prefix = $1",
+                            &[&prefix],
+                        )
+                        .await
+                        .ok()?;
+                    (row.get::<_, i64>(0) > 0).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Announces `kinds` on this system's prefix as a runner of its own
+    /// (a fresh id each call), as a runner does at start.
+    pub async fn announce_kinds(&self, kinds: &[sluice_proto::KindSpec]) {
+        let who = sluice_store::kinds::Announcer {
+            runner_id: uuid::Uuid::new_v4(),
+            amqp_prefix: self.prefix.clone(),
+            heartbeat: Duration::from_secs(5),
+        };
+        sluice_store::kinds::announce(&db().await, &who, kinds)
+            .await
+            .expect("announcing kinds");
     }
 
     /// Starts (or restarts) the runner. One still running is stopped first:

@@ -9,12 +9,14 @@ use sluice_tests::system::{bin_dir, database_url, db};
 use tokio_postgres::NoTls;
 
 /// Sluice's own tables, all in its schema.
-const OURS: [&str; 6] = [
+const OURS: [&str; 8] = [
     "events",
+    "job_keys",
     "job_outbox",
     "jobs",
     "publications",
     "refinery_schema_history",
+    "runner_kinds",
     "user_seq",
 ];
 
@@ -172,7 +174,9 @@ async fn an_earlier_deployments_tables_move_into_sluices_schema_with_their_rows(
             "relay_failures",
             "user_quotas_and_job_retention",
             "least_privilege",
-            "messages"
+            "messages",
+            "runner_kinds",
+            "job_keys"
         ]
     );
     let row = app

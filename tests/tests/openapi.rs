@@ -39,6 +39,7 @@ async fn the_document_matches_the_routes() {
         ("DELETE", "/v1/jobs/{id}"),
         ("POST", "/v1/jobs/{id}/run"),
         ("POST", "/v1/publish"),
+        ("GET", "/v1/kinds"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

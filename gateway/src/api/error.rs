@@ -24,7 +24,9 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     /// 400: a job kind this deployment does not run.
-    #[error("unknown job kind `{0}`")]
+    #[error(
+        "unknown job kind `{0}`: nothing in this deployment serves it (GET /v1/kinds lists what does)"
+    )]
     UnknownKind(String),
     /// 400: args of the wrong shape for the kind.
     #[error("{0}")]
@@ -130,6 +132,13 @@ impl From<CommandError> for ApiError {
             CommandError::Conflict(status) => ApiError::Conflict(status.to_string()),
             CommandError::OverQuota(refusal) => {
                 ApiError::OverQuota(e.to_string(), crate::jobs::quota_retry_after_ms(refusal))
+            }
+            CommandError::IdempotencyMismatch => ApiError::IdempotencyMismatch(e.to_string()),
+            CommandError::Refused(crate::kinds::Refusal::UnknownKind(kind)) => {
+                ApiError::UnknownKind(kind)
+            }
+            CommandError::Refused(crate::kinds::Refusal::BadArgs(message)) => {
+                ApiError::BadArgs(message)
             }
             other => ApiError::Unavailable(other.to_string()),
         }

@@ -12,8 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sluice_proto::JobKind;
+use sluice_proto::KindName;
 use sluice_store::JobStatus;
+use sluice_store::job_keys::JobKey;
 use sluice_store::jobs::{self as lifecycle, JobRecord};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -21,7 +22,7 @@ use uuid::Uuid;
 use super::auth::AuthUser;
 use super::body;
 use super::error::{ApiError, ErrorBody};
-use crate::jobs::{self, Cancelled};
+use crate::jobs::{self, Cancelled, Recorded};
 use crate::state::AppState;
 
 /// Listing size when `limit` is not given.
@@ -33,7 +34,7 @@ const MAX_LIMIT: i64 = 500;
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // documents the body; it is parsed with raw args by `CreateWire`
 pub struct CreateJob {
-    /// `batch_upsert` or `sleep`.
+    /// A kind this deployment serves (`GET /v1/kinds`).
     kind: String,
     /// The kind's args (see docs/protocol.md).
     #[schema(value_type = Object)]
@@ -125,10 +126,15 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 /// Create a job, queued at once unless `run` is false.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body = CreateJob,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 128 printable ASCII characters: a repeat with the same key and body within 24 h answers 200 with the first job and creates nothing")),
     responses(
         (status = 201, description = "created (and queued unless run is false)", body = JobRef,
             headers(("Location" = String, description = "the job's URL"))),
-        (status = 400, description = "bad_request, unknown_kind or bad_args", body = ErrorBody),
+        (status = 200, description = "a repeat of an earlier request with the same Idempotency-Key and body: its job, nothing created", body = JobRef,
+            headers(("Location" = String, description = "the job's URL"))),
+        (status = 400, description = "bad_request (also a malformed Idempotency-Key), unknown_kind or bad_args", body = ErrorBody),
+        (status = 422, description = "idempotency_mismatch: the Idempotency-Key was used with a different body in the last 24 hours", body = ErrorBody),
         (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 413, description = "body over max_message_bytes", body = ErrorBody),
         (status = 503, description = "broker or database unavailable", body = ErrorBody),
@@ -145,40 +151,56 @@ pub async fn create_job(
         jobs::count_rejected("rate_limited");
         return Err(ApiError::RateLimited(crate::quota::retry_after_ms(wait)));
     }
+    let key = idempotency_key(&headers)?;
     let bytes = body::read(&state, &headers, request).await?;
     let text = body::text(&bytes)?;
+    let key = key.map(|key| JobKey { key, body: &bytes });
     let wire: CreateWire<'_> = serde_json::from_str(text)
         .map_err(|e| ApiError::BadRequest(format!("body must be {{kind, args, run}}: {e}")))?;
-    let kind = JobKind::parse(&wire.kind).ok_or_else(|| {
+    let kind = KindName::parse(&wire.kind).map_err(|_| {
         jobs::count_rejected("unknown_kind");
         ApiError::UnknownKind(wire.kind.clone())
     })?;
-    let args = wire
-        .args
-        .ok_or_else(|| ApiError::BadArgs("`args` is missing".into()))?;
-    kind.check_args(args).map_err(|e| {
+    let args = wire.args.ok_or_else(|| {
         jobs::count_rejected("bad_args");
-        ApiError::BadArgs(e.to_string())
+        ApiError::BadArgs("`args` is missing".into())
     })?;
 
     let job_id = Uuid::now_v7();
-    let status = if wire.run.unwrap_or(true) {
-        jobs::submit(&state, job_id, &user, kind, args).await?;
-        "queued"
+    let (recorded, status) = if wire.run.unwrap_or(true) {
+        let recorded = jobs::submit(&state, job_id, &user, &kind, args, key).await?;
+        (recorded, JobStatus::Queued)
     } else {
-        jobs::create(&state, job_id, &user, kind, args).await?;
-        "created"
+        let recorded = jobs::create(&state, job_id, &user, &kind, args, key).await?;
+        (recorded, JobStatus::Created)
     };
-    let location = format!("/v1/jobs/{job_id}");
+    let (code, id, status) = match recorded {
+        Recorded::New => (StatusCode::CREATED, job_id, status),
+        Recorded::Earlier { job_id, status } => (StatusCode::OK, job_id, status),
+    };
     Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
+        code,
+        [(header::LOCATION, format!("/v1/jobs/{id}"))],
         Json(JobRef {
-            id: job_id,
-            status: status.into(),
+            id,
+            status: status.to_string(),
             cancel_requested: None,
         }),
     ))
+}
+
+/// The `Idempotency-Key` header, if sent: 1 to 128 printable ASCII
+/// characters (no spaces), as for publishing.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if sluice_store::publish::valid_key(key) => Ok(Some(key)),
+        _ => Err(ApiError::BadRequest(
+            "Idempotency-Key must be 1 to 128 printable ASCII characters without spaces".into(),
+        )),
+    }
 }
 
 /// Queue a job created with `run: false`.

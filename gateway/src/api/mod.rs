@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod jobs;
+pub mod kinds;
 pub mod publish;
 
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::state::AppState;
     info(title = "Sluice HTTP API", description = "Jobs over HTTP for clients that do not hold a WebSocket, and publishing to users for backends; see docs/protocol.md."),
     modifiers(&BearerAuth),
     tags(
-        (name = "jobs", description = "create, run, read, list and delete jobs"),
+        (name = "jobs", description = "create, run, read, list and delete jobs; list the kinds served"),
         (name = "publish", description = "backends publish messages to users (service tokens with scope sluice:publish)"),
     ),
 )]
@@ -52,6 +53,7 @@ pub fn router() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::create_job, jobs::list_jobs))
         .routes(routes!(jobs::get_job, jobs::delete_job))
         .routes(routes!(jobs::run_job))
+        .routes(routes!(kinds::list_kinds))
         .routes(routes!(publish::publish))
         .split_for_parts()
 }

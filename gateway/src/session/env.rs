@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Object;
 use serde_json::value::RawValue;
-use sluice_proto::JobKind;
+use sluice_proto::KindName;
 use sluice_store::events;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -63,7 +63,7 @@ pub trait JobCommands: Send + Sync + 'static {
         &self,
         job_id: Uuid,
         user: &str,
-        kind: JobKind,
+        kind: &KindName,
         args: &RawValue,
     ) -> impl Future<Output = Result<(), CommandError>> + Send;
 
@@ -135,10 +135,12 @@ impl JobCommands for AppState {
         &self,
         job_id: Uuid,
         user: &str,
-        kind: JobKind,
+        kind: &KindName,
         args: &RawValue,
     ) -> Result<(), CommandError> {
-        jobs::submit(self, job_id, user, kind, args).await
+        jobs::submit(self, job_id, user, kind, args, None)
+            .await
+            .map(|_| ())
     }
 
     async fn cancel(&self, user: &str, job_id: Uuid) -> Result<Cancelled, CommandError> {

@@ -387,7 +387,7 @@ where
         // Tracked, so a draining gateway finishes in-flight publishes.
         let task = self.state.tasks().spawn(
             async move {
-                let result = state.submit(job_id, &user, kind, &args).await;
+                let result = state.submit(job_id, &user, &kind, &args).await;
                 TaskDone::Submitted {
                     reference,
                     job_id,
@@ -454,6 +454,11 @@ where
                         message: CommandError::OverQuota(refusal).to_string(),
                         retry_after_ms: Some(jobs::quota_retry_after_ms(refusal)),
                     },
+                    Err(CommandError::Refused(refusal)) => ServerFrame::error(
+                        Some(reference),
+                        jobs::refusal_code(&refusal),
+                        refusal.to_string(),
+                    ),
                     Err(e) => {
                         tracing::warn!(%job_id, error = %e, "job not queued");
                         ServerFrame::error(

@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
 use sluice_proto::job::SleepArgs;
 use sluice_proto::{
-    ErrorCode, EventFrame, EventHead, EventStatus, JobKind, JobRequest, OutgoingFrame, Resume,
+    ErrorCode, EventFrame, EventHead, EventStatus, JobRequest, KindName, OutgoingFrame, Resume,
     ServerFrame,
 };
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
@@ -184,7 +184,7 @@ impl JobCommands for Fake {
         &self,
         job_id: Uuid,
         _user: &str,
-        _kind: JobKind,
+        _kind: &KindName,
         _args: &RawValue,
     ) -> Result<(), CommandError> {
         self.submitted.lock().unwrap().push(job_id);

@@ -3,11 +3,10 @@
 
 use futures_util::future::BoxFuture;
 use serde_json::json;
-use sluice_proto::JobKind;
 use sluice_proto::job::BatchUpsertHead;
 use tokio_postgres::types::ToSql;
 
-use super::{Handler, JobContext};
+use super::{Handler, HandlerSpec, JobContext};
 use crate::catalog::{self, Table, quote_ident};
 use crate::error::JobFailure;
 use crate::rows::{self, Columns};
@@ -15,8 +14,13 @@ use crate::rows::{self, Columns};
 pub(super) struct BatchUpsert;
 
 impl Handler for BatchUpsert {
-    fn kind(&self) -> JobKind {
-        JobKind::BatchUpsert
+    fn spec(&self) -> HandlerSpec {
+        HandlerSpec {
+            name: super::builtin_name(sluice_proto::kind::BATCH_UPSERT),
+            description: "Upserts `rows` into an allow-listed `table` on the conflict columns `key`, all in one transaction.".into(),
+            args_schema: super::schema_of::<sluice_proto::BatchUpsertArgs>(),
+            timeout: None,
+        }
     }
 
     fn run<'a>(

@@ -7,11 +7,12 @@
 mod batch_upsert;
 mod sleep;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::config::RunnerConfig;
 use futures_util::future::BoxFuture;
-use sluice_proto::{JobKind, OwnedJobEnvelope};
+use sluice_proto::{KindName, KindSpec, OwnedJobEnvelope};
 
 use crate::error::JobFailure;
 use sluice_outbox::Publisher;
@@ -28,10 +29,36 @@ pub struct JobContext<'a, 't> {
     pub events: &'a Publisher,
 }
 
+/// What a handler says of its kind: the runner announces it (with the
+/// time limit it settles on) to the gateways, which validate submissions
+/// against `args_schema` and list it at `GET /v1/kinds`.
+#[derive(Debug, Clone)]
+pub struct HandlerSpec {
+    /// The kind's name.
+    pub name: KindName,
+    /// What the kind does, for people choosing one.
+    pub description: String,
+    /// A JSON Schema (draft 2020-12) of the args; [`schema_of`] derives one.
+    pub args_schema: serde_json::Value,
+    /// The kind's own time limit; `runner.kind_timeouts_ms` overrides it,
+    /// `runner.default_timeout_ms` stands in when neither is set.
+    pub timeout: Option<Duration>,
+}
+
+/// A built-in kind's name (a constant that fits the pattern).
+fn builtin_name(name: &'static str) -> KindName {
+    KindName::parse(name).expect("built-in kind names fit the pattern")
+}
+
+/// The JSON Schema of `T`, as a handler's `args_schema`.
+pub fn schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(serde_json::Value::Bool(true))
+}
+
 /// Runs one kind of job.
 pub trait Handler: Send + Sync {
-    /// The kind this handler runs.
-    fn kind(&self) -> JobKind;
+    /// The kind this handler runs, and what the gateways check of its args.
+    fn spec(&self) -> HandlerSpec;
     /// Does the work; the returned value becomes the job's `result`.
     fn run<'a>(
         &'a self,
@@ -39,16 +66,21 @@ pub trait Handler: Send + Sync {
     ) -> BoxFuture<'a, Result<serde_json::Value, JobFailure>>;
 }
 
+struct Registered {
+    spec: HandlerSpec,
+    handler: Box<dyn Handler>,
+}
+
 /// The handlers of every kind this runner serves.
 pub struct Handlers {
-    by_kind: HashMap<JobKind, Box<dyn Handler>>,
+    by_kind: BTreeMap<KindName, Registered>,
 }
 
 impl Handlers {
     /// The built-in handlers (`batch_upsert`, `sleep`).
     pub fn builtin() -> Self {
         let mut handlers = Self {
-            by_kind: HashMap::new(),
+            by_kind: BTreeMap::new(),
         };
         handlers.register(Box::new(batch_upsert::BatchUpsert));
         handlers.register(Box::new(sleep::Sleep));
@@ -57,11 +89,58 @@ impl Handlers {
 
     /// Adds (or replaces) the handler of its kind.
     pub fn register(&mut self, handler: Box<dyn Handler>) {
-        self.by_kind.insert(handler.kind(), handler);
+        let spec = handler.spec();
+        self.by_kind
+            .insert(spec.name.clone(), Registered { spec, handler });
     }
 
     /// The handler for `kind`, if registered.
-    pub fn get(&self, kind: JobKind) -> Option<&dyn Handler> {
-        self.by_kind.get(&kind).map(|h| h.as_ref())
+    pub fn get(&self, kind: &str) -> Option<&dyn Handler> {
+        self.by_kind.get(kind).map(|r| r.handler.as_ref())
+    }
+
+    /// Whether a handler runs `kind`.
+    pub fn serves(&self, kind: &str) -> bool {
+        self.by_kind.contains_key(kind)
+    }
+
+    /// The time limit of one attempt of `kind` under `settings`.
+    pub fn timeout(&self, kind: &str, settings: &RunnerConfig) -> Duration {
+        let own = self.by_kind.get(kind).and_then(|r| r.spec.timeout);
+        settings.timeout(kind, own)
+    }
+
+    /// What this runner announces: every kind, with its settled time limit.
+    pub fn specs(&self, settings: &RunnerConfig) -> Vec<KindSpec> {
+        self.by_kind
+            .values()
+            .map(|r| KindSpec {
+                name: r.spec.name.clone(),
+                description: r.spec.description.clone(),
+                args_schema: r.spec.args_schema.clone(),
+                timeout_ms: u64::try_from(self.timeout(r.spec.name.as_str(), settings).as_millis())
+                    .unwrap_or(u64::MAX),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_specs_carry_schemas_and_settled_time_limits() {
+        let mut settings = RunnerConfig::default();
+        settings.kind_timeouts_ms.insert("sleep".into(), 60_000);
+        let specs = Handlers::builtin().specs(&settings);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["batch_upsert", "sleep"]);
+        assert_eq!(specs[0].timeout_ms, settings.default_timeout_ms);
+        assert_eq!(specs[1].timeout_ms, 60_000);
+        let sleep = &specs[1].args_schema;
+        assert_eq!(sleep["properties"]["ms"]["maximum"], 86_400_000);
+        assert_eq!(sleep["required"], serde_json::json!(["ms"]));
+        assert!(!specs[0].description.is_empty());
     }
 }

@@ -3,17 +3,21 @@
 
 use futures_util::future::BoxFuture;
 use serde_json::json;
-use sluice_proto::JobKind;
 use sluice_proto::job::SleepArgs;
 
-use super::{Handler, JobContext};
+use super::{Handler, HandlerSpec, JobContext};
 use crate::error::JobFailure;
 
 pub(super) struct Sleep;
 
 impl Handler for Sleep {
-    fn kind(&self) -> JobKind {
-        JobKind::Sleep
+    fn spec(&self) -> HandlerSpec {
+        HandlerSpec {
+            name: super::builtin_name(sluice_proto::kind::SLEEP),
+            description: "Holds one pooled connection in `pg_sleep` for `ms` milliseconds: the stand-in for a slow query.".into(),
+            args_schema: super::schema_of::<SleepArgs>(),
+            timeout: None,
+        }
     }
 
     fn run<'a>(

@@ -245,7 +245,7 @@ export interface SluiceProtocol {
   sleep_args: SleepArgs;
 }
 /**
- * Args of `batch_upsert`, owned (the client's side of [`BatchUpsertHead`]).
+ * Args of `batch_upsert`: rows to upsert into an allow-listed table.
  *
  * This interface was referenced by `SluiceProtocol`'s JSON-Schema
  * via the `definition` "BatchUpsertArgs".
@@ -253,8 +253,10 @@ export interface SluiceProtocol {
 export interface BatchUpsertArgs {
   /**
    * The conflict key columns (a unique index must cover them).
+   *
+   * @minItems 1
    */
-  key: string[];
+  key: [string, ...string[]];
   /**
    * The rows: objects that all have the first row's columns.
    */
