@@ -25,6 +25,9 @@ pub enum KindsError {
         /// The validator's complaint.
         reason: String,
     },
+    /// A declared SQL kind is refused as written.
+    #[error(transparent)]
+    Declaration(#[from] crate::sql_kinds::DeclarationError),
     /// `runner.kind_timeouts_ms` names a kind no handler serves.
     #[error("runner.kind_timeouts_ms: `{0}` is not a kind this runner serves")]
     UnservedTimeout(String),

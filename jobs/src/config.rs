@@ -24,6 +24,9 @@ pub struct Config {
     pub runner: RunnerConfig,
     /// Log format and filter.
     pub log: LogConfig,
+    /// Kinds declared as SQL (`[kinds.<name>]`), served beside the
+    /// handlers (see `crate::sql_kinds`).
+    pub kinds: BTreeMap<String, crate::sql_kinds::SqlKindConfig>,
 }
 
 /// The largest `runner.retry_delay_ms` accepted: one hour.
@@ -100,6 +103,9 @@ impl Settings for Config {
         self.database.validate()?;
         self.amqp.validate()?;
         self.runner.validate()?;
+        for (name, kind) in &self.kinds {
+            crate::sql_kinds::declare(name, kind).map_err(|e| ("kinds", e.to_string()))?;
+        }
         Ok(())
     }
 }

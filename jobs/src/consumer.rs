@@ -440,7 +440,10 @@ async fn attempt_under_lease(
     cancel: &CancellationToken,
 ) -> Result<Ended, JobFailure> {
     let tx = client.transaction().await?;
-    let claim = lifecycle::claim(&*tx, job, runner.settings.max_attempts).await?;
+    let max_attempts = runner
+        .handlers
+        .max_attempts(job.kind.as_str(), &runner.settings);
+    let claim = lifecycle::claim(&*tx, job, max_attempts).await?;
     tx.commit().await?;
     if !claim.holds_lease() {
         client.not_held();

@@ -26,9 +26,6 @@ pub enum StartError {
     /// A setting is out of range (the same checks as at load).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The handlers' kinds could not be announced as they are.
-    #[error(transparent)]
-    Kinds(#[from] crate::announce::KindsError),
 }
 
 /// Why a runner stopped other than by a clean shutdown.
@@ -50,6 +47,13 @@ pub enum RunError {
     /// One broker setup attempt took longer than its bound, the last time.
     #[error("broker setup took over {0:?}")]
     BrokerSetupTimeout(Duration),
+    /// The kinds could not be announced as they are (a schema that does
+    /// not compile, a time limit for a kind not served, a declaration).
+    #[error(transparent)]
+    Kinds(#[from] crate::announce::KindsError),
+    /// The database refused a declared kind's statement.
+    #[error(transparent)]
+    Prepare(#[from] crate::sql_kinds::PrepareError),
     /// The runner task panicked (or was cancelled); its message says which.
     #[error("runner task failed: {0}")]
     Task(#[from] JoinError),
@@ -77,10 +81,6 @@ impl JobRunner {
     /// [`Handlers`] by kind.
     pub fn start_with(config: Config, handlers: Handlers) -> Result<RunnerHandle, StartError> {
         config.validate()?;
-        crate::announce::check(
-            &handlers.specs(&config.runner),
-            &config.runner.kind_timeouts_ms,
-        )?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run_with(config, handlers, shutdown.clone()));
         Ok(RunnerHandle { shutdown, task })

@@ -17,6 +17,7 @@ pub mod retention;
 pub mod retry;
 pub mod rows;
 pub mod settle;
+pub mod sql_kinds;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,7 +145,16 @@ pub async fn run_with(
     let (pool, tls) = sluice_store::pool_and_connector(&config.database)?;
     wait_for_database(&pool).await?;
     sluice_store::ensure_current(&pool, &config.database).await?;
+    let mut handlers = handlers;
+    let mut declared = Vec::with_capacity(config.kinds.len());
+    for (name, kind) in &config.kinds {
+        declared.push(sql_kinds::declare(name, kind).map_err(announce::KindsError::from)?);
+    }
+    for kind in sql_kinds::prepare(&pool, declared).await? {
+        handlers.register(Box::new(kind));
+    }
     let kinds = handlers.specs(&config.runner);
+    announce::check(&kinds, &config.runner.kind_timeouts_ms)?;
     let announcer = sluice_store::kinds::Announcer {
         runner_id: uuid::Uuid::new_v4(),
         amqp_prefix: config.amqp.prefix.clone(),

@@ -23,7 +23,9 @@ pub const ENV_PREFIX: &str = "SLUICE_";
 /// Every section of the shared file and who owns it: `database` (the store),
 /// `amqp` (the broker), `log` (every process), `auth` and `gateway` (the
 /// gateway), `runner` (the runner).
-pub const SECTIONS: [&str; 6] = ["database", "amqp", "log", "auth", "gateway", "runner"];
+pub const SECTIONS: [&str; 7] = [
+    "database", "amqp", "log", "auth", "gateway", "runner", "kinds",
+];
 
 /// A configuration that could not be read or makes no sense.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +40,7 @@ pub enum ConfigError {
     BadOverride(String),
     /// A section that no Sluice binary reads.
     #[error(
-        "unknown configuration section `{0}` (known: database, amqp, log, auth, gateway, runner)"
+        "unknown configuration section `{0}` (known: database, amqp, log, auth, gateway, runner, kinds)"
     )]
     UnknownSection(String),
     /// A setting whose value is out of range or inconsistent.

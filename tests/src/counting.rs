@@ -109,6 +109,7 @@ impl Handler for CountingSleep {
             description: spec.description,
             args_schema: spec.args_schema,
             timeout: None,
+            max_attempts: None,
         }
     }
 

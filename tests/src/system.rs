@@ -26,6 +26,9 @@ pub struct SystemOptions {
     pub runner_env: Vec<(String, String)>,
     /// Start without a runner (jobs wait in the queue).
     pub no_runner: bool,
+    /// A configuration file for the runner (TOML text), e.g. declared
+    /// `[kinds.<name>]`; the `SLUICE_*` settings still apply over it.
+    pub runner_file: Option<String>,
     /// Gateway instances (default 1).
     pub gateways: usize,
     /// Put nginx (from `deploy/nginx/nginx.conf.template`) in front of the
@@ -64,6 +67,11 @@ impl SystemOptions {
     /// Adds a gateway setting.
     pub fn gateway(mut self, key: &str, value: impl ToString) -> Self {
         self.gateway_env.push((key.into(), value.to_string()));
+        self
+    }
+    /// Gives the runner this configuration file (TOML text).
+    pub fn runner_file(mut self, toml: &str) -> Self {
+        self.runner_file = Some(toml.to_owned());
         self
     }
     /// Adds a runner setting.
@@ -520,17 +528,27 @@ impl System {
         ];
         extra.extend(self.options.runner_env.iter().cloned());
         let settings = self.settings(1, &extra);
+        let file = self.options.runner_file.as_ref().map(|toml| {
+            let path = self.logs.join("runner.toml");
+            std::fs::write(&path, toml).expect("writing the runner's configuration file");
+            path
+        });
         let running = if self.options.processes {
             assert!(
                 self.options.handlers.is_none(),
                 "custom handlers run only in-process"
             );
             let log = format!("runner-{}.log", self.runner_starts);
+            let mut settings = settings;
+            if let Some(path) = &file {
+                settings.push(("SLUICE_CONFIG".into(), path.display().to_string()));
+            }
             Running::Process(self.command("sluice-jobs", &log, &settings))
         } else {
             let config =
                 <sluice_jobs::config::Config as sluice_process::config::Settings>::load_with(
-                    None, &settings,
+                    file.as_deref(),
+                    &settings,
                 )
                 .unwrap_or_else(|e| panic!("runner settings: {e}"));
             sluice_process::logs::init(&config.log);
@@ -1005,7 +1023,8 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn binary(name: &str) -> PathBuf {
+/// The path of binary `name` under test (see [`bin_dir`]).
+pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),

@@ -31,6 +31,7 @@ impl Handler for AddNumbers {
                 "additionalProperties": false
             }),
             timeout: Some(Duration::from_secs(7)),
+            max_attempts: None,
         }
     }
 

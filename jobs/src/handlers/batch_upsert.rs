@@ -20,6 +20,7 @@ impl Handler for BatchUpsert {
             description: "Upserts `rows` into an allow-listed `table` on the conflict columns `key`, all in one transaction.".into(),
             args_schema: super::schema_of::<sluice_proto::BatchUpsertArgs>(),
             timeout: None,
+            max_attempts: None,
         }
     }
 

@@ -43,6 +43,9 @@ pub struct HandlerSpec {
     /// The kind's own time limit; `runner.kind_timeouts_ms` overrides it,
     /// `runner.default_timeout_ms` stands in when neither is set.
     pub timeout: Option<Duration>,
+    /// Deliveries before a job of this kind fails for good; else
+    /// `runner.max_attempts`.
+    pub max_attempts: Option<u32>,
 }
 
 /// A built-in kind's name (a constant that fits the pattern).
@@ -108,6 +111,14 @@ impl Handlers {
     pub fn timeout(&self, kind: &str, settings: &RunnerConfig) -> Duration {
         let own = self.by_kind.get(kind).and_then(|r| r.spec.timeout);
         settings.timeout(kind, own)
+    }
+
+    /// Deliveries before a job of `kind` fails for good.
+    pub fn max_attempts(&self, kind: &str, settings: &RunnerConfig) -> u32 {
+        self.by_kind
+            .get(kind)
+            .and_then(|r| r.spec.max_attempts)
+            .unwrap_or(settings.max_attempts)
     }
 
     /// What this runner announces: every kind, with its settled time limit.

@@ -17,6 +17,7 @@ impl Handler for Sleep {
             description: "Holds one pooled connection in `pg_sleep` for `ms` milliseconds: the stand-in for a slow query.".into(),
             args_schema: super::schema_of::<SleepArgs>(),
             timeout: None,
+            max_attempts: None,
         }
     }
 
