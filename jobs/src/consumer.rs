@@ -535,6 +535,7 @@ async fn execute(
                         job,
                         settings: &runner.settings,
                         events: &runner.events,
+                        cancel,
                     })
                     .await
             }

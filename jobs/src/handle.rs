@@ -62,6 +62,35 @@ pub enum RunError {
 /// The runner as a library entry.
 pub struct JobRunner;
 
+/// Builds a runner with a deployment's own kinds beside the built-in ones:
+/// `JobRunner::builder(config).job(MyJob)?.start()`.
+pub struct RunnerBuilder {
+    config: Config,
+    handlers: Handlers,
+}
+
+impl RunnerBuilder {
+    /// Adds a kind written as a [`crate::handlers::Job`].
+    pub fn job<J: crate::handlers::Job>(
+        mut self,
+        job: J,
+    ) -> Result<Self, crate::handlers::BadKindName> {
+        self.handlers.job(job)?;
+        Ok(self)
+    }
+
+    /// Adds a [`crate::handlers::Handler`] (the untyped form).
+    pub fn handler(mut self, handler: impl crate::handlers::Handler + 'static) -> Self {
+        self.handlers.register(Box::new(handler));
+        self
+    }
+
+    /// Starts the runner, as [`JobRunner::start`] does.
+    pub fn start(self) -> Result<RunnerHandle, StartError> {
+        JobRunner::start_with(self.config, self.handlers)
+    }
+}
+
 impl JobRunner {
     /// Checks `config`, then spawns [`run`] and returns at once; start-up
     /// (database, migrations, broker) goes on in the task and its failure
@@ -74,6 +103,15 @@ impl JobRunner {
     /// shares the process's recorder (see `sluice_process::metrics`).
     pub fn start(config: Config) -> Result<RunnerHandle, StartError> {
         Self::start_with(config, Handlers::builtin())
+    }
+
+    /// A runner with the built-in kinds, to which a deployment adds its
+    /// own (see [`RunnerBuilder`]).
+    pub fn builder(config: Config) -> RunnerBuilder {
+        RunnerBuilder {
+            config,
+            handlers: Handlers::builtin(),
+        }
     }
 
     /// [`JobRunner::start`] with these handlers instead of the built-in

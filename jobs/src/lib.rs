@@ -31,7 +31,7 @@ use sluice_outbox::relay;
 use crate::config::Config;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::handle::{JobRunner, RunError, RunnerHandle, StartError};
+pub use crate::handle::{JobRunner, RunError, RunnerBuilder, RunnerHandle, StartError};
 
 /// How long start-up waits for PostgreSQL and RabbitMQ to answer.
 const START_PATIENCE: Duration = Duration::from_secs(60);

@@ -26,6 +26,9 @@ pub struct SystemOptions {
     pub runner_env: Vec<(String, String)>,
     /// Start without a runner (jobs wait in the queue).
     pub no_runner: bool,
+    /// The runner binary for `processes` (default `sluice-jobs`), e.g. a
+    /// deployment's own runner such as `sluice-example`.
+    pub runner_binary: Option<String>,
     /// A configuration file for the runner (TOML text), e.g. declared
     /// `[kinds.<name>]`; the `SLUICE_*` settings still apply over it.
     pub runner_file: Option<String>,
@@ -543,7 +546,12 @@ impl System {
             if let Some(path) = &file {
                 settings.push(("SLUICE_CONFIG".into(), path.display().to_string()));
             }
-            Running::Process(self.command("sluice-jobs", &log, &settings))
+            let binary = self
+                .options
+                .runner_binary
+                .as_deref()
+                .unwrap_or("sluice-jobs");
+            Running::Process(self.command(binary, &log, &settings))
         } else {
             let config =
                 <sluice_jobs::config::Config as sluice_process::config::Settings>::load_with(

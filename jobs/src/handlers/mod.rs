@@ -27,7 +27,87 @@ pub struct JobContext<'a, 't> {
     pub settings: &'a RunnerConfig,
     /// For advisory `progress` events.
     pub events: &'a Publisher,
+    /// Cancelled when the user cancels the job (or its time limit or a
+    /// shutdown ends it). The runner then drops the handler's future and
+    /// cancels its query on the server anyway; a handler doing work
+    /// between queries can look here to stop at a clean point.
+    pub cancel: &'a tokio_util::sync::CancellationToken,
 }
+
+impl JobContext<'_, '_> {
+    /// Sends the user's sessions a `progress` event (`done` of `total`);
+    /// advisory, so a failure to send is only logged.
+    pub async fn progress(&self, done: u64, total: u64) {
+        self.events
+            .progress(&self.job.user, self.job.job_id, done, total)
+            .await;
+    }
+
+    /// Whether the job was cancelled (see [`JobContext::cancel`]).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// A kind written as a Rust type: its name, description and args type
+/// (whose JSON Schema is derived with `schemars`) are the type's, and
+/// `run` gets the args already decoded. Register it with
+/// [`Handlers::job`] or `JobRunner::builder(config).job(...)`.
+pub trait Job: Send + Sync + 'static {
+    /// The args, decoded from the submission (validated against their
+    /// schema by the gateway first).
+    type Args: serde::de::DeserializeOwned + schemars::JsonSchema + Send;
+    /// The kind's name, `[a-z][a-z0-9_]{0,63}`.
+    const NAME: &'static str;
+    /// What the kind does, for `GET /v1/kinds`.
+    const DESCRIPTION: &'static str;
+    /// The kind's own time limit (`runner.kind_timeouts_ms` overrides it).
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
+    /// Does the work in `ctx.tx`; the returned value becomes the result.
+    fn run<'a>(
+        &'a self,
+        args: Self::Args,
+        ctx: JobContext<'a, '_>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, JobFailure>>;
+}
+
+/// A [`Job`] as a [`Handler`].
+struct Typed<J>(J);
+
+impl<J: Job> Handler for Typed<J> {
+    fn spec(&self) -> HandlerSpec {
+        HandlerSpec {
+            // Checked when registered (`Handlers::job`).
+            name: KindName::parse(J::NAME).unwrap_or_else(|_| builtin_name("invalid")),
+            description: J::DESCRIPTION.to_owned(),
+            args_schema: schema_of::<J::Args>(),
+            timeout: self.0.timeout(),
+            max_attempts: None,
+        }
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: JobContext<'a, '_>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, JobFailure>> {
+        match serde_json::from_str::<J::Args>(ctx.job.args.get()) {
+            Ok(args) => self.0.run(args, ctx),
+            Err(e) => Box::pin(async move {
+                Err(JobFailure::bad_args(format!(
+                    "args do not fit {}: {e}",
+                    J::NAME
+                )))
+            }),
+        }
+    }
+}
+
+/// Why a handler could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a kind name: {1}")]
+pub struct BadKindName(pub String, pub sluice_proto::kind::KindNameError);
 
 /// What a handler says of its kind: the runner announces it (with the
 /// time limit it settles on) to the gateways, which validate submissions
@@ -88,6 +168,13 @@ impl Handlers {
         handlers.register(Box::new(batch_upsert::BatchUpsert));
         handlers.register(Box::new(sleep::Sleep));
         handlers
+    }
+
+    /// Adds (or replaces) the [`Job`] of its kind.
+    pub fn job<J: Job>(&mut self, job: J) -> Result<(), BadKindName> {
+        KindName::parse(J::NAME).map_err(|e| BadKindName(J::NAME.to_owned(), e))?;
+        self.register(Box::new(Typed(job)));
+        Ok(())
     }
 
     /// Adds (or replaces) the handler of its kind.
