@@ -125,6 +125,55 @@ async function rereadJobs() {
   }
 }
 
+// The deployment's kinds, listed with their args schemas; the form submits
+// any of them with the JSON typed into it.
+let kinds = [];
+
+async function loadKinds() {
+  try {
+    const res = await fetch(new URL("../v1/kinds", base), {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    kinds = (await res.json()).kinds || [];
+  } catch (e) {
+    log(`reading the kinds failed: ${e}`);
+    return;
+  }
+  const select = $("kind");
+  select.replaceChildren(
+    ...kinds.map((k) => {
+      const option = document.createElement("option");
+      option.value = k.name;
+      option.textContent = k.name;
+      return option;
+    }),
+  );
+  select.disabled = kinds.length === 0;
+  describeKind();
+  log(`kinds: ${kinds.map((k) => k.name).join(", ")}`);
+}
+
+function describeKind() {
+  const kind = kinds.find((k) => k.name === $("kind").value);
+  if (!kind) return;
+  const props = Object.keys(kind.args_schema.properties || {});
+  $("kind-about").textContent = `${kind.description} Args: ${props.join(", ") || "none"}; limit ${kind.timeout_ms} ms.`;
+}
+
+$("kind").addEventListener("change", describeKind);
+
+$("any").addEventListener("submit", (e) => {
+  e.preventDefault();
+  let args;
+  try {
+    args = JSON.parse($("kind-args").value);
+  } catch (err) {
+    log(`args are not JSON: ${err.message}`);
+    return;
+  }
+  void submit({ kind: $("kind").value, args }).catch(() => {});
+});
+
 function signIn(forUser) {
   if (client) client.close();
   user = forUser;
@@ -160,6 +209,8 @@ function signIn(forUser) {
     const open = state === "open";
     $("batch-btn").disabled = !open;
     $("sleep-btn").disabled = !open;
+    $("any-btn").disabled = !open;
+    if (open && kinds.length === 0) void loadKinds();
     if (wasOpen && !open && state !== "stopped") {
       outageStart = performance.now();
       log(`connection lost; reconnecting`);

@@ -271,3 +271,67 @@ id = { type = "int8" }
         "{stderr}"
     );
 }
+
+/// `proto/js/scripts/kinds-to-ts.mjs` turns a live `GET /v1/kinds` into
+/// TypeScript that the compiler then holds submissions to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_generator_types_a_live_deployments_kinds() {
+    orders_table().await;
+    let system = System::start(SystemOptions::default().runner_file(KINDS)).await;
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/js");
+    let out = tokio::process::Command::new("node")
+        .arg(js.join("scripts/kinds-to-ts.mjs"))
+        .arg(system.http_url("/v1/kinds"))
+        .args(["--token", &token(&unique_user("ts"))])
+        .output()
+        .await
+        .expect("running node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kinds = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        kinds.contains("export interface DeploymentKinds"),
+        "{kinds}"
+    );
+    assert!(kinds.contains("archive_orders:"), "{kinds}");
+
+    let dir = std::env::temp_dir().join(format!("sluice-ts-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kinds.ts"), &kinds).unwrap();
+    let client = js.join("src/sluice-client.ts");
+    let compile = |body: &str| {
+        let usage = format!(
+            "import {{ SluiceClient }} from {client:?};\nimport type {{ DeploymentKinds }} from \"./kinds\";\n\
+             declare const c: SluiceClient<DeploymentKinds>;\n{body}\n"
+        );
+        std::fs::write(dir.join("usage.ts"), usage).unwrap();
+        std::process::Command::new(js.join("node_modules/.bin/tsc"))
+            .args([
+                "--noEmit", "--strict", "--target", "es2022", "--module", "es2022",
+            ])
+            .args([
+                "--moduleResolution",
+                "bundler",
+                "--allowImportingTsExtensions",
+            ])
+            .arg(dir.join("usage.ts"))
+            .output()
+            .expect("running tsc")
+    };
+    let good = compile(
+        "void c.submit({ kind: \"archive_orders\", args: { customer: 7 } });\n\
+         void c.submit({ kind: \"reprice\", args: { ids: [1, 2], factor: 1.5 } });",
+    );
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
+    let bad =
+        compile("void c.submit({ kind: \"archive_orders\", args: { customer: \"seven\" } });");
+    assert!(!bad.status.success(), "a wrong arg type must not compile");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -7,8 +7,27 @@
  *
  * The wire types come from the Rust `proto` crate (see ./generated.ts).
  */
-import type { ErrorCode, EventFrame, EventStatus, JobRequest, ServerFrame } from "./generated.js";
+import type { BatchUpsertArgs, ErrorCode, EventFrame, EventStatus, ServerFrame, SleepArgs } from "./generated.js";
 export type { BatchUpsertArgs, ErrorCode, EventFrame, EventStatus, JobError, JobKind, JobRequest, OutgoingFrame, Progress, ServerFrame, SleepArgs, } from "./generated.js";
+/**
+ * Args by kind name: what `submit` checks a job against. The default is the
+ * built-in kinds; a deployment's own come from `/v1/kinds` through
+ * `scripts/kinds-to-ts.mjs`, which writes an interface like this one to
+ * pass as `new SluiceClient<DeploymentKinds>(...)`.
+ */
+export interface BuiltinKinds {
+    batch_upsert: BatchUpsertArgs;
+    sleep: SleepArgs;
+}
+/** Any kind by name, untyped args: for kinds chosen at run time. */
+export interface AnyKinds {
+    [kind: string]: unknown;
+}
+/** A job of one of `Kinds`: its name and its args. */
+export type JobOf<Kinds, K extends keyof Kinds = keyof Kinds> = K extends string ? {
+    kind: K;
+    args: Kinds[K];
+} : never;
 /** The `welcome` frame. */
 export type Welcome = Extract<ServerFrame, {
     type: "welcome";
@@ -153,7 +172,7 @@ export interface SubmitOptions {
  * A Sluice connection that keeps itself up. Create it, call `connect()`,
  * and `close()` when done.
  */
-export declare class SluiceClient {
+export declare class SluiceClient<Kinds extends object = BuiltinKinds> {
     private readonly options;
     private readonly backoff;
     private readonly random;
@@ -209,7 +228,7 @@ export declare class SluiceClient {
      * disconnected, and submits a draining gateway closed on (1012) without
      * having read them, are sent after the next `welcome`.
      */
-    submit(job: JobRequest, options?: SubmitOptions): Promise<string>;
+    submit(job: JobOf<Kinds>, options?: SubmitOptions): Promise<string>;
     /** Asks the server to cancel a job; its `cancelled` event follows if it had not ended. */
     cancel(jobId: string): void;
     /** Round-trip time of a `ping`/`pong`, in ms. Rejects when not connected. */

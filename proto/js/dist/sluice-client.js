@@ -163,7 +163,8 @@ export class SluiceClient {
             return Promise.reject(new SluiceError("stopped", "the client is stopped"));
         }
         const ref = `r${++this.refCounter}`;
-        const frame = { type: "submit", ref, job };
+        // Kinds are open on the wire; `JobRequest` names only the built-in ones.
+        const frame = { type: "submit", ref, job: job };
         return new Promise((resolve, reject) => {
             this.submits.set(ref, { resolve, reject, onEvent: options.onEvent, sent: false, frame });
             this.sendOrQueue(frame);

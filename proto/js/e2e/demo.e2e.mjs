@@ -73,6 +73,17 @@ try {
   await page.waitForSelector("tr[data-job] .status:text('done')", { timeout: 5_000 });
   say(`10,000-row batch done in ${batchMs} ms (first id ${firstId})`);
 
+  // 2b. The kinds form lists the deployment's kinds (GET /v1/kinds) and
+  // submits any of them with JSON args.
+  await page.waitForSelector('#kind option[value="sleep"]', { state: "attached", timeout: 15_000 });
+  await page.selectOption("#kind", "sleep");
+  await page.fill("#kind-args", '{"ms": 5}');
+  await page.click("#any-btn");
+  await page.waitForFunction(() => window.sluiceDemo.stats().ended === 2, null, { timeout: 30_000 });
+  s = await stats();
+  check(s.jobs === 2 && s.terminalEvents === 2, `the kinds form ran a sleep: ${JSON.stringify(s)}`);
+  say("kinds form: sleep submitted from the listed kinds ended done");
+
   // 3. A stream of jobs; the gateway restarts in the middle of it.
   const refused = [];
   let streaming = true;
@@ -110,14 +121,14 @@ try {
       const st = window.sluiceDemo.stats();
       return st.jobs >= n && st.ended === st.jobs;
     },
-    1 + submitted - refused.length,
+    2 + submitted - refused.length,
     { timeout: 90_000 },
   );
   await sleep(1000); // late duplicates would show up now
   s = await stats();
   const counts = Object.values(s.terminalCounts);
   check(refused.length === 0, `no submit refused: ${JSON.stringify(refused)}`);
-  check(s.jobs === 1 + submitted, `every submitted job accepted: ${s.jobs} of ${1 + submitted}`);
+  check(s.jobs === 2 + submitted, `every submitted job accepted: ${s.jobs} of ${2 + submitted}`);
   check(counts.every((c) => c === 1), `each terminal event exactly once: ${JSON.stringify(s.terminalCounts)}`);
   check(Object.values(s.statuses).every((st) => st === "done"), `all done: ${JSON.stringify(s.statuses)}`);
   if (driven) {

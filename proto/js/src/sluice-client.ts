@@ -8,12 +8,14 @@
  * The wire types come from the Rust `proto` crate (see ./generated.ts).
  */
 import type {
+  BatchUpsertArgs,
   ErrorCode,
   EventFrame,
   EventStatus,
   JobRequest,
   OutgoingFrame,
   ServerFrame,
+  SleepArgs,
 } from "./generated.js";
 
 export type {
@@ -29,6 +31,27 @@ export type {
   ServerFrame,
   SleepArgs,
 } from "./generated.js";
+
+/**
+ * Args by kind name: what `submit` checks a job against. The default is the
+ * built-in kinds; a deployment's own come from `/v1/kinds` through
+ * `scripts/kinds-to-ts.mjs`, which writes an interface like this one to
+ * pass as `new SluiceClient<DeploymentKinds>(...)`.
+ */
+export interface BuiltinKinds {
+  batch_upsert: BatchUpsertArgs;
+  sleep: SleepArgs;
+}
+
+/** Any kind by name, untyped args: for kinds chosen at run time. */
+export interface AnyKinds {
+  [kind: string]: unknown;
+}
+
+/** A job of one of `Kinds`: its name and its args. */
+export type JobOf<Kinds, K extends keyof Kinds = keyof Kinds> = K extends string
+  ? { kind: K; args: Kinds[K] }
+  : never;
 
 /** The `welcome` frame. */
 export type Welcome = Extract<ServerFrame, { type: "welcome" }>;
@@ -242,7 +265,7 @@ export interface SubmitOptions {
  * A Sluice connection that keeps itself up. Create it, call `connect()`,
  * and `close()` when done.
  */
-export class SluiceClient {
+export class SluiceClient<Kinds extends object = BuiltinKinds> {
   private readonly options: ClientOptions;
   private readonly backoff: BackoffOptions;
   private readonly random: () => number;
@@ -344,12 +367,13 @@ export class SluiceClient {
    * disconnected, and submits a draining gateway closed on (1012) without
    * having read them, are sent after the next `welcome`.
    */
-  submit(job: JobRequest, options: SubmitOptions = {}): Promise<string> {
+  submit(job: JobOf<Kinds>, options: SubmitOptions = {}): Promise<string> {
     if (this.stateValue === "stopped") {
       return Promise.reject(new SluiceError("stopped", "the client is stopped"));
     }
     const ref = `r${++this.refCounter}`;
-    const frame: OutgoingFrame = { type: "submit", ref, job };
+    // Kinds are open on the wire; `JobRequest` names only the built-in ones.
+    const frame: OutgoingFrame = { type: "submit", ref, job: job as unknown as JobRequest };
     return new Promise<string>((resolve, reject) => {
       this.submits.set(ref, { resolve, reject, onEvent: options.onEvent, sent: false, frame });
       this.sendOrQueue(frame);

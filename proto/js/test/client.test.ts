@@ -10,6 +10,7 @@ import {
   refreshDelayMs,
   tokenExpiry,
   wsUrl,
+  type AnyKinds,
   type ClientOptions,
   type Message,
   type ConnectionState,
@@ -558,4 +559,40 @@ test("4001 reconnects at once with a fresh token and resumes", async () => {
   } finally {
     mock.timers.reset();
   }
+});
+
+test("a client typed with a deployment's kinds submits them by name, and the compiler checks their args", async () => {
+  interface DeploymentKinds {
+    archive_orders: { customer: number };
+    sleep: { ms: number };
+  }
+  const sockets: FakeSocket[] = [];
+  const client = new SluiceClient<DeploymentKinds>({
+    url: "ws://test/v1/ws",
+    token: () => "t",
+    socket: (url) => {
+      const s = new FakeSocket(url);
+      sockets.push(s);
+      return s;
+    },
+    random: () => 1,
+  });
+  client.connect();
+  await settle();
+  sockets[0].open();
+  sockets[0].welcome(0, false);
+  const quiet = () => {};
+  client.submit({ kind: "archive_orders", args: { customer: 7 } }).catch(quiet);
+  // @ts-expect-error: args of another kind
+  client.submit({ kind: "archive_orders", args: { ms: 1 } }).catch(quiet);
+  // @ts-expect-error: a kind the deployment does not declare
+  client.submit({ kind: "mine_coins", args: {} }).catch(quiet);
+  await settle();
+  const job = (sockets[0].sent[1] as { job: unknown }).job;
+  assert.deepEqual(job, { kind: "archive_orders", args: { customer: 7 } });
+  // Kinds chosen at run time: AnyKinds takes any name.
+  const open = new SluiceClient<AnyKinds>({ url: "ws://test/v1/ws", token: () => "t", socket: (u) => new FakeSocket(u) });
+  open.submit({ kind: "whatever_the_server_lists", args: { x: 1 } }).catch(quiet);
+  open.close();
+  client.close();
 });
