@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole Sluice test suite:
 #   1. deploy/provision.sh with SLUICE_PG_FAST=1 (no fsync; tests only)
-#   2. the tests' tools: openssl (throwaway TLS certificates) and Debian's
+#   2. the tests' tools: openssl (throwaway TLS certificates), Debian's
+#      python3-psycopg (the Python publishing example) and
 #      chromium when missing, and `npm ci` in proto/js (from its
 #      package-lock.json)
 #   3. `npm test` in proto/js: generated types and built dist/ up to date,
@@ -64,6 +65,10 @@ fi
 if [[ ! -x /usr/bin/chromium ]]; then
     log "installing chromium (the browser end-to-end test drives it)"
     apt_install chromium
+fi
+if ! /usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1; then
+    log "installing python3-psycopg (the Python publishing example runs in a test)"
+    apt_install python3-psycopg
 fi
 log "npm ci in proto/js"
 phase_start="$(now_s)"

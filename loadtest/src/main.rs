@@ -4,6 +4,7 @@
 mod db_baseline;
 mod hold;
 mod ping;
+mod publish;
 mod report;
 mod session;
 mod sleep;
@@ -28,6 +29,9 @@ enum Command {
     Hold(hold::HoldArgs),
     /// Concurrent `sleep` jobs: total time shows whether slow jobs block.
     Sleep(sleep::SleepArgs),
+    /// A backend publishing to connected users (HTTP or SQL): commit-to-socket
+    /// latency and messages delivered per second.
+    Publish(publish::PublishArgs),
     /// The writers' upserts issued straight to PostgreSQL: the physical limit.
     DbBaseline(db_baseline::DbBaselineArgs),
     /// Jobs from many sessions while dependencies restart on a schedule:
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
             Command::Sleep(args) => sleep::run(args).await,
             Command::DbBaseline(args) => db_baseline::run(args).await,
             Command::Soak(args) => soak::run(args).await,
+            Command::Publish(args) => publish::run(args).await,
         }
     })
 }
