@@ -23,7 +23,7 @@ use crate::publisher::Publisher;
 use crate::relay::RelayError;
 
 /// Messages taken per transaction; their publishes are in flight together.
-const BATCH: i64 = 500;
+const BATCH: i64 = 2000;
 
 /// Runs until `shutdown`: sends what is committed, then waits for a
 /// notification or `poll`, whichever comes first.

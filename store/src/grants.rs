@@ -114,7 +114,8 @@ pub async fn apply(
              GRANT INSERT, UPDATE ON {schema}.job_keys TO {name};
              GRANT EXECUTE ON FUNCTION {schema}.queue_created(uuid, text, bytea, bigint),
                                        {schema}.unqueue(uuid),
-                                       {schema}.publish(text, jsonb, text) TO {name};
+                                       {schema}.publish(text, jsonb, text),
+                                       {schema}.publish_many(text[], jsonb) TO {name};
              CREATE POLICY gateway_reads ON {schema}.jobs FOR SELECT TO {name} USING (true);
              CREATE POLICY gateway_records ON {schema}.jobs FOR INSERT TO {name}
                  WITH CHECK (status IN ('created', 'queued') AND NOT cancel_requested);

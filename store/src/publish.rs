@@ -64,15 +64,31 @@ pub fn valid_key(key: &str) -> bool {
 
 /// Publishes `data` (JSON text) to each of `users` inside the caller's
 /// transaction, in the order given, and returns each user's seq (the first
-/// seq for a repeat of `key`). Callers pass the users sorted and without
-/// repeats: two calls that lock the same users' sequences in the same
-/// order cannot deadlock. One round trip whatever the number of users.
+/// seq for a repeat of `key`). Callers pass the users sorted (byte order)
+/// and without repeats: two calls that lock the same users' sequences in
+/// the same order cannot deadlock. One round trip whatever the number of
+/// users; without a key, one set-based statement (`publish_many`).
 pub async fn publish<C: GenericClient>(
     tx: &C,
     users: &[String],
     data: &str,
     key: Option<&str>,
 ) -> Result<Vec<u64>, PublishError> {
+    if key.is_none() {
+        // Set-based (migration V12): one statement for all the users.
+        let rows = tx
+            .query_typed(
+                "SELECT user_id, seq FROM publish_many($1::text[], $2::jsonb)",
+                &[(&users, Type::TEXT_ARRAY), (&data, Type::TEXT)],
+            )
+            .await?;
+        let seqs: std::collections::HashMap<String, i64> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        return Ok(users
+            .iter()
+            .map(|u| seqs.get(u).map_or(0, |s| u64::try_from(*s).unwrap_or(0)))
+            .collect());
+    }
     // unnest keeps the array's order, and the function runs row by row
     // in it (no ORDER BY to evaluate it ahead of).
     let rows = tx

@@ -176,7 +176,8 @@ async fn an_earlier_deployments_tables_move_into_sluices_schema_with_their_rows(
             "least_privilege",
             "messages",
             "runner_kinds",
-            "job_keys"
+            "job_keys",
+            "publish_many"
         ]
     );
     let row = app
