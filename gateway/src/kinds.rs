@@ -15,9 +15,11 @@ use sluice_proto::{KindName, KindSpec};
 /// How often the snapshot is read again.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
-/// A kind nobody has heard of triggers a read of its own, at most this
-/// often, so a kind announced a moment ago is admitted at once.
-const UNKNOWN_REREAD_AFTER: Duration = Duration::from_millis(250);
+/// A kind missing from the snapshot waits for a reading that began after
+/// the request arrived, so a kind announced a moment before is admitted;
+/// such readings start at most this often (a flood of unknown kinds costs
+/// 20 queries a second, and each waits at most this long plus a query).
+const FRESH_READ_SPACING: Duration = Duration::from_millis(50);
 
 /// Args larger than this are validated on the blocking pool, off the
 /// worker threads that carry every session's pongs.
@@ -50,6 +52,8 @@ struct Served {
 /// One reading of `runner_kinds`.
 struct Snapshot {
     kinds: BTreeMap<KindName, Served>,
+    /// When the query that made it was sent: it reflects every
+    /// announcement committed before then.
     read_at: Instant,
 }
 
@@ -81,19 +85,48 @@ impl Kinds {
     /// Reads the announced kinds again. On failure the last snapshot stays.
     pub async fn refresh(&self, pool: &Pool) -> Result<(), String> {
         let _reading = self.reading.lock().await;
+        self.read(pool).await
+    }
+
+    /// A snapshot whose reading began after `since`: the current one if it
+    /// is, else one read now (one reading at a time, spaced by
+    /// [`FRESH_READ_SPACING`]). On failure, the last snapshot.
+    async fn fresh_since(&self, pool: &Pool, since: Instant) -> Option<Arc<Snapshot>> {
+        let _reading = self.reading.lock().await;
+        if let Some(s) = self.current()
+            && s.read_at >= since
+        {
+            return Some(s);
+        }
+        if let Some(s) = self.current() {
+            let next = s.read_at + FRESH_READ_SPACING;
+            tokio::time::sleep_until(next.into()).await;
+        }
+        if let Err(e) = self.read(pool).await {
+            tracing::debug!(error = %e, "reading the served kinds failed; using the last reading");
+        }
+        self.current()
+    }
+
+    async fn read(&self, pool: &Pool) -> Result<(), String> {
+        let started = Instant::now();
         let specs = {
             let client = pool.get().await.map_err(|e| e.to_string())?;
             sluice_store::kinds::served(&**client, &self.amqp_prefix, self.grace)
                 .await
                 .map_err(|e| e.to_string())?
         };
-        self.install(specs);
+        self.install_read_at(specs, started);
         Ok(())
     }
 
     /// Makes `specs` the snapshot, reusing the compiled schemas that did
     /// not change. A schema that does not compile leaves its kind out.
     pub fn install(&self, specs: Vec<KindSpec>) {
+        self.install_read_at(specs, Instant::now());
+    }
+
+    fn install_read_at(&self, specs: Vec<KindSpec>, read_at: Instant) {
         let previous = self.current();
         let mut kinds = BTreeMap::new();
         for spec in specs {
@@ -115,26 +148,19 @@ impl Kinds {
             };
             kinds.insert(spec.name.clone(), Served { spec, validator });
         }
-        let snapshot = Arc::new(Snapshot {
-            kinds,
-            read_at: Instant::now(),
-        });
+        let snapshot = Arc::new(Snapshot { kinds, read_at });
         if let Ok(mut slot) = self.snapshot.write() {
             *slot = Some(snapshot);
         }
     }
 
-    /// The kinds admitted now, by name, read again first if the reading is
-    /// more than a moment old; `None` while the database has never
-    /// answered.
+    /// The kinds admitted now, by name, from a reading that began after
+    /// this call (see [`FRESH_READ_SPACING`]); `None` while the database
+    /// has never answered.
     pub async fn list_fresh(&self, pool: &Pool) -> Option<Vec<KindSpec>> {
-        let stale = self
-            .current()
-            .is_none_or(|s| s.read_at.elapsed() >= UNKNOWN_REREAD_AFTER);
-        if stale && let Err(e) = self.refresh(pool).await {
-            tracing::debug!(error = %e, "reading the served kinds failed; answering the last reading");
-        }
-        self.list()
+        self.fresh_since(pool, Instant::now())
+            .await
+            .map(|s| s.kinds.values().map(|k| k.spec.clone()).collect())
     }
 
     /// The kinds admitted now, by name; `None` before the first reading.
@@ -143,25 +169,21 @@ impl Kinds {
             .map(|s| s.kinds.values().map(|k| k.spec.clone()).collect())
     }
 
-    /// Checks `kind` and `args`; a kind missing from a snapshot older than
-    /// a moment is looked up again first.
+    /// Checks `kind` and `args`; a kind missing from the snapshot is looked
+    /// up again in a reading that began after this call.
     pub async fn admit(
         &self,
         pool: &Pool,
         kind: &KindName,
         args: &RawValue,
     ) -> Result<(), Refusal> {
+        let arrived = Instant::now();
         let snapshot = match self.current() {
-            Some(s) if s.kinds.contains_key(kind) || s.read_at.elapsed() < UNKNOWN_REREAD_AFTER => {
-                s
-            }
-            _ => {
-                if let Err(e) = self.refresh(pool).await {
-                    tracing::debug!(error = %e, "reading the served kinds failed");
-                }
-                self.current()
-                    .ok_or_else(|| Refusal::NotLoaded("the database has not answered".into()))?
-            }
+            Some(s) if s.kinds.contains_key(kind) => s,
+            _ => self
+                .fresh_since(pool, arrived)
+                .await
+                .ok_or_else(|| Refusal::NotLoaded("the database has not answered".into()))?,
         };
         let Some(served) = snapshot.kinds.get(kind) else {
             return Err(Refusal::UnknownKind(kind.to_string()));

@@ -42,3 +42,12 @@ pub async fn stored_statuses(job: Uuid) -> Vec<String> {
         .map(|r| r.get(0))
         .collect()
 }
+
+/// How many jobs `user` has recorded (in any status).
+pub async fn jobs_of(user: &str) -> i64 {
+    db().await
+        .query_one("SELECT count(*) FROM jobs WHERE user_id = $1", &[&user])
+        .await
+        .expect("counting jobs")
+        .get(0)
+}

@@ -459,6 +459,29 @@ impl System {
         gateway.running = Some(running);
     }
 
+    /// `GET /v1/kinds` as `user`: the kinds this system's gateways admit,
+    /// each with its args schema. Panics unless it answers 200.
+    pub async fn kinds(&self, user: &str) -> serde_json::Value {
+        let response = reqwest::Client::new()
+            .get(self.http_url("/v1/kinds"))
+            .header("authorization", format!("Bearer {}", crate::token(user)))
+            .send()
+            .await
+            .expect("GET /v1/kinds");
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "GET /v1/kinds");
+        response.json().await.expect("a JSON kind list")
+    }
+
+    /// The kind `name` as `GET /v1/kinds` lists it; panics if it is not.
+    pub async fn kind(&self, user: &str, name: &str) -> serde_json::Value {
+        let list = self.kinds(user).await;
+        list["kinds"]
+            .as_array()
+            .and_then(|kinds| kinds.iter().find(|k| k["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is not listed: {list}"))
+    }
+
     /// Waits until a runner of this system announced its kinds, so the
     /// gateways admit them.
     pub async fn wait_for_announced_kinds(&self) {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_proto::{ErrorCode, EventStatus, ServerFrame};
 use sluice_tests::system::db;
 use sluice_tests::{Client, System, SystemOptions, token, unique_user};
@@ -42,22 +42,7 @@ async fn the_example_runner_serves_its_own_kind() {
     let first = 7_000_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000) as i64 * 10_000;
     items(first, 2_500, "old").await;
 
-    let list: Value = reqwest::Client::new()
-        .get(system.http_url("/v1/kinds"))
-        .header("authorization", format!("Bearer {}", token(&user)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let kind = list["kinds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == "relabel_items")
-        .expect("relabel_items is listed")
-        .clone();
+    let kind = system.kind(&user, "relabel_items").await;
     assert_eq!(kind["timeout_ms"], 120_000);
     assert_eq!(kind["args_schema"]["properties"]["label"]["maxLength"], 200);
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_tests::system::db;
+use sluice_tests::data::jobs_of;
 use sluice_tests::{System, SystemOptions, token, unique_user};
 
 fn http() -> reqwest::Client {
@@ -29,14 +29,6 @@ async fn create(system: &System, user: &str, key: Option<&str>, body: &str) -> (
     let response = request.send().await.unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn jobs_of(user: &str) -> i64 {
-    db().await
-        .query_one("SELECT count(*) FROM jobs WHERE user_id = $1", &[&user])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sluice_jobs::error::JobFailure;
 use sluice_jobs::handlers::{Handler, HandlerSpec, Handlers, JobContext};
 use sluice_proto::{ErrorCode, EventStatus, KindName, ServerFrame};
-use sluice_tests::system::db;
+use sluice_tests::data::jobs_of;
 use sluice_tests::{Client, System, SystemOptions, token, unique_user};
 
 /// A kind of the application's own: adds two integers.
@@ -58,17 +58,6 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-async fn kinds(system: &System, user: &str) -> Value {
-    let response = http()
-        .get(system.http_url("/v1/kinds"))
-        .header("authorization", format!("Bearer {}", token(user)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
-
 fn names(list: &Value) -> Vec<String> {
     list["kinds"]
         .as_array()
@@ -97,21 +86,13 @@ async fn refused(client: &mut Client, kind: &str, args: Value) -> (ErrorCode, St
     }
 }
 
-async fn jobs_of(user: &str) -> i64 {
-    db().await
-        .query_one("SELECT count(*) FROM jobs WHERE user_id = $1", &[&user])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_kinds_are_listed_run_and_checked_against_their_schemas() {
     let system = System::start(SystemOptions::default().handlers(with_add_numbers)).await;
     let user = unique_user("kinds");
 
     // Listed, with the schema and the time limit the runner settled on.
-    let list = kinds(&system, &user).await;
+    let list = system.kinds(&user).await;
     assert_eq!(names(&list), ["add_numbers", "batch_upsert", "sleep"]);
     let add = &list["kinds"][0];
     assert_eq!(add["description"], "Adds a and b.");
@@ -213,15 +194,25 @@ async fn a_gateway_admits_only_the_kinds_of_its_own_runners() {
     let custom = System::start(SystemOptions::default().handlers(with_add_numbers)).await;
     let plain = System::start(SystemOptions::default()).await;
     let user = unique_user("kinds-prefix");
-    assert!(names(&kinds(&custom, &user).await).contains(&"add_numbers".to_owned()));
-    assert_eq!(
-        names(&kinds(&plain, &user).await),
-        ["batch_upsert", "sleep"]
-    );
+    assert!(names(&custom.kinds(&user).await).contains(&"add_numbers".to_owned()));
+    assert_eq!(names(&plain.kinds(&user).await), ["batch_upsert", "sleep"]);
     let (mut client, _) = Client::hello(&plain.ws_url(), &token(&user)).await;
     let (code, _) = refused(&mut client, "add_numbers", json!({"a": 1, "b": 2})).await;
     assert_eq!(code, ErrorCode::UnknownKind);
     assert_eq!(jobs_of(&user).await, 0);
+
+    // A kind announced a moment ago is admitted at once: the gateway reads
+    // the announcements again rather than refusing from its last reading.
+    let spec = with_add_numbers()
+        .specs(&Default::default())
+        .into_iter()
+        .find(|s| s.name.as_str() == "add_numbers")
+        .unwrap();
+    plain.announce_kinds(&[spec]).await;
+    client
+        .submit("now", "add_numbers", json!({"a": 1, "b": 2}))
+        .await;
+    assert_eq!(jobs_of(&user).await, 1);
 }
 
 /// A killed runner's kinds stay admitted for `gateway.kind_grace_secs`
@@ -271,7 +262,7 @@ async fn a_dead_runners_kinds_are_refused_after_the_grace_and_back_with_a_new_ru
         killed.elapsed() >= grace,
         "refused before the grace ran out"
     );
-    assert_eq!(names(&kinds(&system, &user).await), Vec::<String>::new());
+    assert_eq!(names(&system.kinds(&user).await), Vec::<String>::new());
 
     // A new runner announces them again and runs what waited.
     system.start_runner();

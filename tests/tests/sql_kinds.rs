@@ -100,22 +100,7 @@ async fn declared_sql_kinds_run_scoped_to_the_user_with_bound_parameters() {
     orders(&bob, base + 10, 3, 7).await;
 
     // Listed, with a schema from the declared types.
-    let list: Value = reqwest::Client::new()
-        .get(system.http_url("/v1/kinds"))
-        .header("authorization", format!("Bearer {}", token(&ada)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let archive = list["kinds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == "archive_orders")
-        .expect("archive_orders is listed")
-        .clone();
+    let archive = system.kind(&ada, "archive_orders").await;
     assert_eq!(archive["args_schema"]["required"], json!(["customer"]));
     assert_eq!(
         archive["args_schema"]["properties"]["customer"]["type"],
