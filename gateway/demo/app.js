@@ -12,6 +12,7 @@ const jobs = new Map(); // job id -> { kind, status, done, total, terminal, row 
 const latencies = []; // { t, ms, busy }
 let outageStart = null;
 const outages = []; // ms from losing the socket to the next welcome
+const messages = []; // { seq, id, data } published to this user by a backend
 // `?token_ttl=5` asks for 5-second tokens, to watch refresh at work.
 const tokenTtl = Number(new URLSearchParams(location.search).get("token_ttl")) || undefined;
 let tokensFetched = 0;
@@ -182,6 +183,11 @@ function signIn(forUser) {
     token: () => fetchToken(user),
     backoff: { baseMs: 200, maxMs: 5000 },
     onEvent,
+    onMessage: (m) => {
+      messages.push({ seq: m.seq, id: m.id, data: m.data });
+      log(`message seq ${m.seq} ${JSON.stringify(m.data)}`);
+      renderStats();
+    },
     onGap: (gap) => {
       log(`gap: could not resume after seq ${gap.after}; server is at ${gap.lastSeq}`);
       void rereadJobs();
@@ -352,6 +358,7 @@ function stats() {
     tokensFetched,
     pings: latencies.length,
     gap: $("gap").style.display === "block",
+    messages: [...messages],
   };
 }
 

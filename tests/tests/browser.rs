@@ -76,6 +76,29 @@ async fn demo_page_runs_jobs_and_survives_a_gateway_restart() {
                     .await
                     .expect("answering the script");
                 stdin.flush().await.expect("answering the script");
+            } else if let Some(user) = line.strip_prefix("PUBLISH ") {
+                let response = reqwest::Client::new()
+                    .post(system.http_url("/v1/publish"))
+                    .header(
+                        "authorization",
+                        format!("Bearer {}", sluice_tests::service_token("demo-backend")),
+                    )
+                    .json(&serde_json::json!({
+                        "users": [user],
+                        "data": {"text": "hello from the backend"},
+                    }))
+                    .send()
+                    .await
+                    .expect("publishing to the page's user");
+                assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+                stdin
+                    .write_all(
+                        b"PUBLISHED
+",
+                    )
+                    .await
+                    .expect("answering the script");
+                stdin.flush().await.expect("answering the script");
             } else if let Some(json) = line.strip_prefix("RESULT ") {
                 result =
                     Some(serde_json::from_str::<serde_json::Value>(json).expect("RESULT json"));

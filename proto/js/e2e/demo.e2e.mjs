@@ -84,6 +84,21 @@ try {
   check(s.jobs === 2 && s.terminalEvents === 2, `the kinds form ran a sleep: ${JSON.stringify(s)}`);
   say("kinds form: sleep submitted from the listed kinds ended done");
 
+  // 2c. A backend publishes to this user (the driver, with a service
+  // token); the page shows the message once.
+  if (!process.stdin.isTTY) {
+    say(`PUBLISH ${user}`);
+    await waitForLine("PUBLISHED", 30_000);
+    await page.waitForFunction(() => window.sluiceDemo.stats().messages.length >= 1, null, { timeout: 30_000 });
+    await sleep(500);
+    s = await stats();
+    check(
+      s.messages.length === 1 && s.messages[0].data.text === "hello from the backend",
+      `one published message shown: ${JSON.stringify(s.messages)}`,
+    );
+    say("a message published by the backend reached the page once");
+  }
+
   // 3. A stream of jobs; the gateway restarts in the middle of it.
   const refused = [];
   let streaming = true;
