@@ -73,17 +73,19 @@ pub trait Job: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<serde_json::Value, JobFailure>>;
 }
 
-/// A [`Job`] as a [`Handler`].
-struct Typed<J>(J);
+/// A [`Job`] as a [`Handler`], with its name checked once, when registered.
+struct Typed<J> {
+    name: KindName,
+    job: J,
+}
 
 impl<J: Job> Handler for Typed<J> {
     fn spec(&self) -> HandlerSpec {
         HandlerSpec {
-            // Checked when registered (`Handlers::job`).
-            name: KindName::parse(J::NAME).unwrap_or_else(|_| builtin_name("invalid")),
+            name: self.name.clone(),
             description: J::DESCRIPTION.to_owned(),
             args_schema: schema_of::<J::Args>(),
-            timeout: self.0.timeout(),
+            timeout: self.job.timeout(),
             max_attempts: None,
         }
     }
@@ -93,7 +95,7 @@ impl<J: Job> Handler for Typed<J> {
         ctx: JobContext<'a, '_>,
     ) -> BoxFuture<'a, Result<serde_json::Value, JobFailure>> {
         match serde_json::from_str::<J::Args>(ctx.job.args.get()) {
-            Ok(args) => self.0.run(args, ctx),
+            Ok(args) => self.job.run(args, ctx),
             Err(e) => Box::pin(async move {
                 Err(JobFailure::bad_args(format!(
                     "args do not fit {}: {e}",
@@ -172,8 +174,8 @@ impl Handlers {
 
     /// Adds (or replaces) the [`Job`] of its kind.
     pub fn job<J: Job>(&mut self, job: J) -> Result<(), BadKindName> {
-        KindName::parse(J::NAME).map_err(|e| BadKindName(J::NAME.to_owned(), e))?;
-        self.register(Box::new(Typed(job)));
+        let name = KindName::parse(J::NAME).map_err(|e| BadKindName(J::NAME.to_owned(), e))?;
+        self.register(Box::new(Typed { name, job }));
         Ok(())
     }
 
